@@ -1,0 +1,1 @@
+"""The physical model: object, probe, scan, forward operator, dose and input scaling."""

@@ -1,0 +1,92 @@
+"""The one stitcher: weighted shift-and-sum of patches divided by the summed weights.
+
+Used for (a) the per-group merge inside the PINN (window = whole patch, small canvas per group),
+(b) stitching predictions for inference and evaluation (window = central M x M, object canvas).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .forward import (
+    Tensor,
+    central_window,
+    extract_patches,
+    group_canvas_size,
+    max_abs_offset,
+    required_pad,
+    scatter_patches,
+)
+
+#: Weight below which a canvas pixel counts as not covered (avoids dividing by ~0 at borders).
+COVERAGE_MIN_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class Stitched:
+    """A stitched image in the object frame.
+
+    image: (H, W) (or (B, H, W)) overlap-averaged values, 0 where uncovered;
+    weight: summed window weights per pixel (dimensionless, 1 = one full patch contribution);
+    covered: boolean mask ``weight >= COVERAGE_MIN_WEIGHT``.
+    """
+
+    image: Tensor
+    weight: Tensor
+    covered: Tensor
+
+    @property
+    def coverage_fraction(self) -> float:
+        return float(self.covered.to(torch.float64).mean())
+
+
+def overlap_average(patches: Tensor, xcoords: Tensor, ycoords: Tensor,
+                    canvas_shape: tuple[int, int], window: Tensor) -> Stitched:
+    """``scatter(window * patches) / scatter(window)`` where the denominator is confined.
+
+    patches (P, N, N) with coords (P,), or (B, C, N, N) with coords (B, C) (one canvas per group,
+    groups never mix). window (N, N) real weights.
+    """
+    num = scatter_patches(patches * window, xcoords, ycoords, canvas_shape)
+    ones = window.expand(patches.shape).to(window.dtype)
+    den = scatter_patches(ones, xcoords, ycoords, canvas_shape)
+    covered = den >= COVERAGE_MIN_WEIGHT
+    safe = torch.where(covered, den, torch.ones_like(den))
+    image = torch.where(covered, num / safe, torch.zeros_like(num))
+    return Stitched(image=image, weight=den, covered=covered)
+
+
+def stitch_to_object_frame(patches: Tensor, xcoords: Tensor, ycoords: Tensor,
+                           object_shape: tuple[int, int], window_size: int) -> Stitched:
+    """Stitch predicted patches (P, N, N) into the (H, W) object frame using their central
+    ``window_size`` x ``window_size`` pixels. Positions are object-pixel patch centres; patches may
+    extend past the object edge (the canvas is padded internally and cropped back)."""
+    n = patches.shape[-1]
+    pad = required_pad(n)
+    h, w = object_shape
+    window = central_window(n, window_size, dtype=patches.real.dtype if patches.is_complex()
+                            else patches.dtype, device=patches.device)
+    st = overlap_average(patches, xcoords + pad, ycoords + pad, (h + 2 * pad, w + 2 * pad), window)
+    crop = (slice(pad, pad + h), slice(pad, pad + w))
+    return Stitched(image=st.image[..., crop[0], crop[1]], weight=st.weight[..., crop[0], crop[1]],
+                    covered=st.covered[..., crop[0], crop[1]])
+
+
+def merge_group(patches: Tensor, dx: Tensor, dy: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-group merge and re-extraction used by the PINN for gridsize > 1.
+
+    patches: (B, C, N, N) predicted object patches; dx, dy: (B, C) offsets of each pattern from its
+    group centre, in pixels. Each group gets its own small canvas (groups never mix), patches are
+    averaged where they overlap, then every pattern's patch is re-extracted from its group canvas.
+    Returns (re-extracted patches (B, C, N, N), merged canvases (B, S, S)).
+    """
+    n = patches.shape[-1]
+    size = group_canvas_size(n, max_abs_offset(dx, dy))
+    centre = size // 2
+    xs, ys = dx + centre, dy + centre
+    window = torch.ones(n, n, dtype=patches.real.dtype if patches.is_complex() else patches.dtype,
+                        device=patches.device)
+    merged = overlap_average(patches, xs, ys, (size, size), window).image
+    return extract_patches(merged, xs, ys, n), merged
