@@ -1,0 +1,298 @@
+"""Validated, frozen run configuration and the sim-lines scenario presets.
+
+One ``RunConfig`` per run, built once from (scenario defaults -> stable profile -> file -> CLI
+overrides), serialised whole into ``run_metadata.json``. No module-level mutable state.
+Units: positions and sizes in pixels, doses in photons per pattern, phases in radians.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCHEMA_VERSION = "1.0"
+
+
+class ProbeMode(str, Enum):
+    ideal = "ideal"
+    custom = "custom"
+
+
+class MeasurementContract(str, Enum):
+    """How network targets relate to the data (physics.md section 3).
+
+    counts: physical (dose-scaled) probe, Poisson targets are raw counts; the object comes out
+    in object units. legacy_v1: PtychoPINN normalised-amplitude files (X = sqrt(I)/s)."""
+
+    counts = "counts"
+    legacy_v1 = "legacy_v1"
+
+
+class PredictionScaleSource(str, Enum):
+    none = "none"
+    recorded = "recorded"
+    least_squares = "least_squares"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+class SimulationConfig(_Frozen):
+    """Synthetic sim-lines data. N in pixels; nphotons = mean expected photons per pattern."""
+
+    N: int = Field(64, description="patch = detector size, pixels")
+    object_size: int = Field(392, ge=16, description="object side, pixels")
+    object_seed: int = 42
+    object_phase: Literal["zero", "tanh"] = "zero"
+    sim_seed: int = 42
+    probe_mode: ProbeMode = ProbeMode.ideal
+    probe_file: Path | None = None
+    probe_scale: float | None = Field(None, gt=0, description="None: 10 for ideal, 4 for custom")
+    probe_mask: bool = Field(True, description="use the N//4 disk mask in probe normalisation")
+    nphotons: float = Field(1e9, gt=0, description="mean expected photons per pattern")
+    buffer: float = Field(10.0, ge=0, description="scan margin from the object edge, pixels")
+    base_total_images: int = Field(2000, ge=2)
+    image_multiplier: int = Field(1, ge=1, description="extra factor on the number of patterns")
+    gridsize: int = Field(1, ge=1, le=4)
+    split_fraction: float = Field(0.5, gt=0, lt=1)
+    scan: Literal["random", "grid"] = "random"
+    grid_step: float = Field(8.0, gt=0, description="raster step for scan='grid', pixels")
+    poisson_noise: bool = True
+
+    @field_validator("N")
+    @classmethod
+    def _check_n(cls, v: int) -> int:
+        if v < 8 or v % 8 or v > 512:
+            raise ValueError("N must be a multiple of 8 between 8 and 512 (64, 128, 256 for the "
+                             "reference scenarios)")
+        return v
+
+    @model_validator(mode="after")
+    def _check_geometry(self):
+        if 2 * self.buffer >= self.object_size:
+            raise ValueError(f"buffer {self.buffer} px leaves no scan area in a "
+                             f"{self.object_size} px object")
+        return self
+
+    @property
+    def resolved_probe_scale(self) -> float:
+        if self.probe_scale is not None:
+            return self.probe_scale
+        return 10.0 if self.probe_mode == ProbeMode.ideal else 4.0
+
+    @property
+    def total_images(self) -> int:
+        """total_images = base_total_images * gridsize^2 * image_multiplier."""
+        return self.base_total_images * self.gridsize**2 * self.image_multiplier
+
+    @property
+    def test_count(self) -> int:
+        return int(round(self.total_images * self.split_fraction))
+
+    @property
+    def train_count(self) -> int:
+        return self.total_images - self.test_count
+
+
+class GroupingConfig(_Frozen):
+    group_count: int = Field(1000, ge=1, description="groups per split (capped at the split size)")
+    group_multiplier: int = Field(1, ge=1)
+    neighbor_count: int = Field(4, ge=1, description="K nearest neighbours to choose a group from")
+    group_seed: int = 42
+
+    @property
+    def requested_groups(self) -> int:
+        return self.group_count * self.group_multiplier
+
+
+class LossWeights(_Frozen):
+    nll: float = Field(1.0, ge=0, description="Poisson NLL on counts")
+    mae: float = Field(0.0, ge=0, description="MAE between predicted and measured amplitudes")
+    realspace: float = Field(0.0, ge=0, description="supervised real-space term (needs labels)")
+
+
+class TrainingConfig(_Frozen):
+    nepochs: int = Field(5, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    lr_plateau_factor: float = Field(0.5, gt=0, lt=1)
+    lr_plateau_patience: int = Field(2, ge=0)
+    lr_floor: float = Field(1e-4, gt=0)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    width: int = Field(1, ge=1, le=8, description="filter multiplier of the reference widths")
+    seed: int = 42
+    device: str = "auto"
+    loss_weights: LossWeights = LossWeights()
+    contract: MeasurementContract = MeasurementContract.counts
+    object_support: Literal["full", "central"] = Field(
+        "full", description="'central' confines the predicted object to the central N/2 region")
+
+
+class InferenceConfig(_Frozen):
+    group_limit: int | None = Field(None, ge=1, description="cap on test groups used")
+    stitch_window: int = Field(20, ge=1, description="central M x M kept per patch, pixels")
+    batch_size: int = Field(64, ge=1)
+
+
+class EvaluationConfig(_Frozen):
+    prediction_scale_source: PredictionScaleSource = PredictionScaleSource.none
+    register_subpixel: bool = True
+    phase_ramp: bool = False
+    amp_vmax: float | None = Field(None, gt=0, description="display max for amplitude PNGs")
+
+
+class RunConfig(_Frozen):
+    schema_version: str = SCHEMA_VERSION
+    scenario: str = "custom"
+    simulation: SimulationConfig = SimulationConfig()
+    grouping: GroupingConfig = GroupingConfig()
+    training: TrainingConfig = TrainingConfig()
+    inference: InferenceConfig = InferenceConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    @model_validator(mode="after")
+    def _check_counts(self):
+        sim, grp = self.simulation, self.grouping
+        c = sim.gridsize**2
+        if min(sim.train_count, sim.test_count) < c:
+            raise ValueError(f"a split has fewer than C={c} patterns (train {sim.train_count}, "
+                             f"test {sim.test_count})")
+        if sim.gridsize > 1 and grp.neighbor_count < c:
+            raise ValueError(f"neighbor_count {grp.neighbor_count} must be >= C = {c}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios and stable profiles
+# --------------------------------------------------------------------------------------------
+#: Shared sim-lines values (physics.md section 5), as dotted config paths.
+_SHARED = {
+    "simulation.N": 64, "simulation.object_size": 392, "simulation.object_seed": 42,
+    "simulation.sim_seed": 42, "simulation.buffer": 10.0, "simulation.split_fraction": 0.5,
+    "simulation.base_total_images": 2000, "grouping.group_count": 1000,
+    "simulation.nphotons": 1e9, "grouping.neighbor_count": 4, "inference.stitch_window": 20,
+}
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "gs1_ideal": {"simulation.gridsize": 1, "simulation.probe_mode": "ideal",
+                  "simulation.probe_scale": 10.0},
+    "gs2_ideal": {"simulation.gridsize": 2, "simulation.probe_mode": "ideal",
+                  "simulation.probe_scale": 10.0},
+    "gs1_custom": {"simulation.gridsize": 1, "simulation.probe_mode": "custom",
+                   "simulation.probe_scale": 4.0},
+    "gs2_custom": {"simulation.gridsize": 2, "simulation.probe_mode": "custom",
+                   "simulation.probe_scale": 4.0},
+}
+
+#: Stable profiles: applied unless the matching value is given explicitly.
+PROFILES: dict[str, dict[str, Any]] = {
+    "gs1_ideal": {"simulation.base_total_images": 512, "grouping.group_count": 256,
+                  "training.batch_size": 8},
+    "gs2_ideal": {"simulation.base_total_images": 256, "grouping.group_count": 128,
+                  "training.batch_size": 4, "grouping.neighbor_count": 4},
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid; the message names the field."""
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "loss_weights":
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file of nested settings -> flat dotted dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: config must be .yaml, .yml, .toml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # parser errors carry line numbers; keep them
+        raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return _flatten(data)
+
+
+def resolve_scenario(scenario: str, overrides: dict[str, Any] | None = None,
+                     file_values: dict[str, Any] | None = None,
+                     use_profile: bool = True) -> tuple[RunConfig, dict[str, Any], list[str]]:
+    """Build the run configuration for a named scenario.
+
+    Precedence: shared defaults < scenario < stable profile < config file < CLI overrides.
+    A profiled value that the file or CLI changes is *skipped* and reported with a warning.
+    Returns (config, profile record for run_metadata, warnings).
+    """
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}")
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    file_values = dict(file_values or {})
+    explicit = {**file_values, **overrides}
+    profile = PROFILES.get(scenario, {}) if use_profile else {}
+    applied, skipped, warnings = {}, {}, []
+    for key, preferred in profile.items():
+        if key in explicit and explicit[key] != preferred:
+            skipped[key] = {"preferred": preferred, "override": explicit[key],
+                            "reason": "explicit value given (CLI flag or config file)"}
+            warnings.append(f"stable profile '{scenario}': {key}={preferred} overridden by "
+                            f"{explicit[key]}; results may differ from the reference profile")
+        else:
+            applied[key] = preferred
+    flat = {**_SHARED, **SCENARIOS[scenario], **applied, **explicit, "scenario": scenario}
+    try:
+        config = RunConfig.model_validate(_nest(flat))
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc)) from exc
+    record = {"name": scenario if profile else None, "defaults": profile, "applied": applied,
+              "skipped": skipped, "active": bool(profile)}
+    return config, record, warnings
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(parts)

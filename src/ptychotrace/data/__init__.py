@@ -1,0 +1,1 @@
+"""Datasets (the NPZ contract), grouping into training containers."""

@@ -1,0 +1,99 @@
+"""Grouped, network-ready NumPy buffers for one split (the 'training container').
+
+Everything here is NumPy so telemetry can measure it without touching a device. Units:
+``X`` dimensionless (normalised amplitude), ``counts`` photons, ``Y_amp`` object amplitude,
+``Y_phi`` radians, positions and offsets in object pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..physics.forward import extract_patches, pad_canvas, required_pad, to_tensor
+from ..physics.scaling import input_normalisation_gain
+from ..physics.scan import Groups, ScanPositions, group_neighbours
+from .dataset import Dataset
+
+
+@dataclass(frozen=True)
+class GroupedData:
+    """One split grouped into G groups of C = gridsize^2 patterns.
+
+    X: (G, C, N, N) float32 network input ``sqrt(counts) * input_gain``;
+    counts: (G, C, N, N) float32 measured photons (Poisson targets);
+    xcoords, ycoords: (G, C) float64 global patch centres; dx, dy: (G, C) offsets from the group
+    centre; pattern_index: (G, C) rows of the source dataset;
+    Y_amp, Y_phi: (G, C, N, N) float32 ground-truth labels cut from the truth object with the
+    simulator's extractor, or None when the dataset has no ground truth.
+    """
+
+    X: np.ndarray
+    counts: np.ndarray
+    xcoords: np.ndarray
+    ycoords: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+    pattern_index: np.ndarray
+    Y_amp: np.ndarray | None
+    Y_phi: np.ndarray | None
+    gridsize: int
+    input_gain: float
+    split: str
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def Y_I(self) -> np.ndarray | None:  # noqa: N802 - name fixed by the telemetry contract
+        return None if self.Y_amp is None else np.square(self.Y_amp)
+
+    def take(self, index: np.ndarray) -> GroupedData:
+        pick = (lambda a: None if a is None else a[index])
+        return GroupedData(self.X[index], self.counts[index], self.xcoords[index],
+                           self.ycoords[index], self.dx[index], self.dy[index],
+                           self.pattern_index[index], pick(self.Y_amp), pick(self.Y_phi),
+                           self.gridsize, self.input_gain, self.split)
+
+
+def train_input_gain(ds: Dataset) -> float:
+    """Input-normalisation gain from the training split's amplitudes sqrt(counts)."""
+    train = ds.indices("train")
+    if len(train) == 0:
+        raise ValueError("dataset has no training patterns; cannot derive the input gain")
+    return input_normalisation_gain(np.sqrt(ds.counts[train]))
+
+
+def truth_patches(obj: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray, n: int) -> np.ndarray:
+    """(P, N, N) complex64 patches of the ground truth (zero outside the object)."""
+    pad = required_pad(n)
+    canvas = pad_canvas(to_tensor(obj), pad)
+    with torch.no_grad():
+        out = extract_patches(canvas, to_tensor(xcoords + pad), to_tensor(ycoords + pad), n)
+    return out.numpy()
+
+
+def build_grouped(ds: Dataset, split: str, gridsize: int, group_count: int, neighbor_count: int,
+                  seed: int, input_gain: float) -> GroupedData:
+    """Group one split and assemble its buffers. ``group_count`` is capped at the split size."""
+    rows = ds.indices(split)
+    if len(rows) == 0:
+        raise ValueError(f"dataset has no '{split}' patterns")
+    pos = ScanPositions(ds.xcoords[rows], ds.ycoords[rows])
+    groups: Groups = group_neighbours(pos, gridsize, min(group_count, len(rows)), neighbor_count,
+                                      seed)
+    idx = rows[groups.indices]                                    # (G, C) dataset rows
+    counts = ds.counts[idx]                                       # (G, C, N, N)
+    x_in = (np.sqrt(counts) * np.float32(input_gain)).astype(np.float32)
+    y_amp = y_phi = None
+    if ds.obj is not None:
+        n = ds.patch_size
+        patches = truth_patches(ds.obj, ds.xcoords[idx].ravel(), ds.ycoords[idx].ravel(), n)
+        patches = patches.reshape(*idx.shape, n, n)
+        y_amp = np.abs(patches).astype(np.float32)
+        y_phi = np.angle(patches).astype(np.float32)
+    return GroupedData(X=x_in, counts=counts, xcoords=ds.xcoords[idx], ycoords=ds.ycoords[idx],
+                       dx=groups.dx, dy=groups.dy, pattern_index=idx, Y_amp=y_amp, Y_phi=y_phi,
+                       gridsize=gridsize, input_gain=float(input_gain), split=split)
