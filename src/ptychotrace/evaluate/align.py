@@ -112,18 +112,18 @@ def register_subpixel(pred, truth, mask=None, upsample_factor: int = 100):
     (:func:`apply_shift`), error = skimage's translation-invariant normalised RMS error of the
     sub-pixel stage (dimensionless; NaN when not available).
 
-    Method, and why:
-    - Without a mask the images are treated as whole, periodic frames: one upsampled
-      cross-correlation (Guizar-Sicairos 2008, skimage ``phase_cross_correlation``), plain
-      (``normalization=None``) correlation because it is more robust to noise and contrast
-      differences than phase normalisation.
-    - With a mask, skimage's upsampled method cannot take masks and its masked method
-      (Padfield 2012) is whole-pixel only, so: (1) masked normalised cross-correlation gives the
-      whole-pixel shift, with the pred mask and the truth's finite pixels as the two supports
-      (robust to large offsets and to the zeros outside coverage); (2) after moving pred and its
-      mask by that whole-pixel shift, both images are cut to the mask's bounding box, made mean-free
-      on the mask and zero outside it, Tukey-tapered, and the upsampled correlation gives the
-      sub-pixel remainder. The total is (1) + (2).
+    Method, and why: skimage's upsampled registration cannot take masks and its masked one
+    (Padfield 2012) is whole-pixel only, so two stages are used, with or without a mask
+    (mask=None means every finite pixel; frames are not assumed periodic):
+    (1) masked normalised cross-correlation gives the whole-pixel shift, with pred's mask and the
+        truth's finite pixels as the two supports (robust to large offsets and to the zeros
+        outside coverage);
+    (2) after moving pred and its mask by that whole-pixel shift, both images are cut to the
+        mask's bounding box, made mean-free on the mask and zero outside it, Tukey-tapered, and an
+        upsampled plain cross-correlation (Guizar-Sicairos 2008, ``normalization=None``: more
+        robust to noise and contrast differences than phase normalisation) gives the sub-pixel
+        remainder, to 1/upsample_factor px. The result is (1) + (2).
+    The taper costs a small bias towards the box (about 0.01 px on smooth test images).
     """
     p = np.abs(np.asarray(pred)) if np.iscomplexobj(pred) else np.asarray(pred, dtype=np.float64)
     t = np.abs(np.asarray(truth)) if np.iscomplexobj(truth) else np.asarray(truth, dtype=np.float64)
@@ -131,13 +131,6 @@ def register_subpixel(pred, truth, mask=None, upsample_factor: int = 100):
         raise ValueError(f"pred {p.shape} and truth {t.shape} must be the same 2-D shape")
     p = p.astype(np.float64)
     t = t.astype(np.float64)
-
-    if mask is None:
-        if not (np.isfinite(p).all() and np.isfinite(t).all()):
-            raise ValueError("non-finite pixels: pass a mask that excludes them")
-        shift, error, _ = phase_cross_correlation(t, p, upsample_factor=upsample_factor,
-                                                  normalization=None)
-        return np.asarray(shift, dtype=np.float64), float(error)
 
     support_p = _as_bool_mask(mask, p.shape) & np.isfinite(p)
     support_t = np.isfinite(t)

@@ -1,0 +1,1 @@
+"""Subcommands of the ``ptychotrace`` CLI; each module has ``add_parser`` and ``run``."""
