@@ -8,7 +8,7 @@ Units: positions and sizes in pixels, doses in photons per pattern, phases in ra
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 SCHEMA_VERSION = "1.0"
 
 
-class ProbeMode(str, Enum):
+class ProbeMode(StrEnum):
     ideal = "ideal"
     custom = "custom"
 
 
-class MeasurementContract(str, Enum):
+class MeasurementContract(StrEnum):
     """How network targets relate to the data (physics.md section 3).
 
     counts: physical (dose-scaled) probe, Poisson targets are raw counts; the object comes out
@@ -32,7 +32,7 @@ class MeasurementContract(str, Enum):
     legacy_v1 = "legacy_v1"
 
 
-class PredictionScaleSource(str, Enum):
+class PredictionScaleSource(StrEnum):
     none = "none"
     recorded = "recorded"
     least_squares = "least_squares"

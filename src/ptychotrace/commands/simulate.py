@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .common import SIMULATION_FLAGS, add_simulation_flags, overrides_from, progress_bar
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
     config, profile, warnings = resolve_scenario(args.scenario, overrides_from(args, SIMULATION_FLAGS))
     for w in warnings:
-        print(f"warning: {w}")
+        print(f"warning: {w}", file=sys.stderr)
     with progress_bar("simulating", enabled=not args.no_progress and not args.json) as update:
         ds, record = simulate(config.simulation, progress=update, scenario=args.scenario)
     save_dataset(out, ds, force=args.force)

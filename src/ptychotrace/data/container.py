@@ -51,7 +51,9 @@ class GroupedData:
         return None if self.Y_amp is None else np.square(self.Y_amp)
 
     def take(self, index: np.ndarray) -> GroupedData:
-        pick = (lambda a: None if a is None else a[index])
+        def pick(a):
+            return None if a is None else a[index]
+
         return GroupedData(self.X[index], self.counts[index], self.xcoords[index],
                            self.ycoords[index], self.dx[index], self.dy[index],
                            self.pattern_index[index], pick(self.Y_amp), pick(self.Y_phi),

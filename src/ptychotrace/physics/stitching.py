@@ -20,15 +20,18 @@ from .forward import (
     scatter_patches,
 )
 
-#: Weight below which a canvas pixel counts as not covered (avoids dividing by ~0 at borders).
+#: Summed window weight from which a pixel counts as covered for evaluation (half a patch pixel).
 COVERAGE_MIN_WEIGHT = 0.5
+#: Below this summed weight a pixel gets no value at all. Numerator and denominator carry the same
+#: weights, so the quotient is a convex combination of patch values and cannot explode above it.
+DEFINED_MIN_WEIGHT = 1e-6
 
 
 @dataclass(frozen=True)
 class Stitched:
     """A stitched image in the object frame.
 
-    image: (H, W) (or (B, H, W)) overlap-averaged values, 0 where uncovered;
+    image: (H, W) (or (B, H, W)) overlap-averaged values, 0 where no patch reaches;
     weight: summed window weights per pixel (dimensionless, 1 = one full patch contribution);
     covered: boolean mask ``weight >= COVERAGE_MIN_WEIGHT``.
     """
@@ -53,8 +56,9 @@ def overlap_average(patches: Tensor, xcoords: Tensor, ycoords: Tensor,
     ones = window.expand(patches.shape).to(window.dtype)
     den = scatter_patches(ones, xcoords, ycoords, canvas_shape)
     covered = den >= COVERAGE_MIN_WEIGHT
-    safe = torch.where(covered, den, torch.ones_like(den))
-    image = torch.where(covered, num / safe, torch.zeros_like(num))
+    defined = den > DEFINED_MIN_WEIGHT
+    safe = torch.where(defined, den, torch.ones_like(den))
+    image = torch.where(defined, num / safe, torch.zeros_like(num))
     return Stitched(image=image, weight=den, covered=covered)
 
 
