@@ -91,6 +91,8 @@ def apply_shift(image, shift_yx):
     larger indices) with a Fourier phase ramp (scipy.ndimage.fourier_shift).
 
     The shift is circular: content leaving one edge re-enters at the other, and a sharp edge rings.
+    For real input the real part is returned, so a fractional shift loses the Nyquist component of
+    an even-sized axis (it cannot be represented on the samples); complex input round-trips exactly.
     Returns float64 for real input, complex128 for complex input.
     """
     a = np.asarray(image)
