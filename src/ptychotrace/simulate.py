@@ -87,13 +87,13 @@ def simulate(sim: SimulationConfig, progress: Progress | None = None,
     unit_sums = unit.reshape(n_pat, -1).sum(axis=1, dtype=np.float64)
     dose = dataset_dose_scale(sim.nphotons, float(unit_sums[train_idx].mean()), n)
 
-    rng = np.random.default_rng(noise_seed)
+    noise = torch.Generator().manual_seed(int(noise_seed.generate_state(1)[0]))
     counts = np.empty_like(unit)
     s2 = np.float32(dose.value**2)
     for start in range(0, n_pat, CHUNK):
         sl = slice(start, min(start + CHUNK, n_pat))
         lam = unit[sl] * s2
-        counts[sl] = sample_poisson(lam, rng) if sim.poisson_noise else lam
+        counts[sl] = sample_poisson(lam, noise) if sim.poisson_noise else lam
         if progress:
             progress(n_pat + sl.stop, 2 * n_pat)
 
