@@ -13,12 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine  # noqa: E402
-
 from ptychotrace.config import resolve_scenario  # noqa: E402
 from ptychotrace.physics import forward  # noqa: E402
 from ptychotrace.simulate import simulate  # noqa: E402
