@@ -1,0 +1,483 @@
+"""Run one scenario end to end and leave a run directory that explains itself.
+
+Stages (each timed, each failure recorded with everything gathered before it):
+simulate (or load ``--data``) -> group -> train -> infer -> compare. The artifact tree and every
+field name follow docs/telemetry.md; see :func:`run_scenario`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import PredictionScaleSource, RunConfig
+from ..data.container import GroupedData, build_grouped, truth_patches
+from ..data.dataset import Dataset, file_sha256, load_dataset
+from ..simulate import simulate, split_stats
+from ..telemetry.recorder import RunRecorder, collect_provenance, prepare_run_dir
+from ..telemetry.scale_chain import intensity_scale_block, label_vs_truth, record_training_label_stats
+from ..telemetry.stats import array_stats
+from ..telemetry.writers import write_json, write_text
+from .artifacts import save_image
+
+TRAIN_OUTPUTS = "train_outputs"
+INFERENCE_OUTPUTS = "inference_outputs"
+LOGS = "logs"
+
+
+@dataclass
+class RunRequest:
+    """Everything one run needs. ``faults`` exists for tests only (e.g. ``{"label_scale": 2.0}``
+    multiplies the recorded amplitude labels, ``{"fail_stage": "infer"}`` raises in that stage)."""
+
+    config: RunConfig
+    output_dir: Path
+    profile: dict[str, Any] = field(default_factory=dict)
+    cli_args: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    data_path: Path | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
+    force: bool = False
+    progress: bool = True
+    dataset: Dataset | None = None        # an in-memory dataset (sweeps reuse one for the baseline)
+    faults: dict[str, Any] = field(default_factory=dict)
+
+
+class _Log:
+    """Print and append to logs/run.log."""
+
+    def __init__(self, path: Path, echo: bool):
+        self.path, self.echo = path, echo
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, msg: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        if self.echo:
+            print(line, flush=True)
+
+
+def _fault(req: RunRequest, stage: str) -> None:
+    if req.faults.get("fail_stage") == stage:
+        raise RuntimeError(f"injected failure in stage '{stage}' (test fault)")
+
+
+def _amplitude_stage_meta(count: int, gridsize: int, group_limit: int | None, **extra) -> dict:
+    return {"count": count, "gridsize": gridsize, "group_limit": group_limit,
+            "domain": "amplitude", **extra}
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------
+def _stage_data(req: RunRequest, rec: RunRecorder, log) -> Dataset:
+    cfg = req.config
+    if req.dataset is not None:
+        ds, record = req.dataset, None
+        source = {"type": "in_memory", "path": None, "sha256": None}
+    elif req.data_path is not None:
+        ds = load_dataset(req.data_path, **req.data_options)
+        record = None
+        source = {"type": "npz_file", "path": str(req.data_path),
+                  "sha256": file_sha256(req.data_path)}
+        log(f"loaded {req.data_path}: {ds.n_patterns} patterns of {ds.patch_size}x{ds.patch_size}")
+    else:
+        log(f"simulating {cfg.scenario}: {cfg.simulation.total_images} patterns at "
+            f"{cfg.simulation.nphotons:.3g} photons/pattern")
+        ds, record = simulate(cfg.simulation, scenario=cfg.scenario)
+        source = {"type": "simulated", "path": None, "sha256": None}
+    if ds.patch_size != cfg.simulation.N:
+        raise ValueError(f"dataset patterns are {ds.patch_size} px but N={cfg.simulation.N}; "
+                         "pass --N to match the data")
+    if ds.obj is None:
+        raise ValueError("the dataset has no ground truth (objectGuess); a scenario run compares "
+                         "against it. Use 'ptychotrace train' and 'infer' for data without truth")
+    rec.set_block("provenance", collect_provenance(
+        {"object_seed": cfg.simulation.object_seed, "sim_seed": cfg.simulation.sim_seed,
+         "training_seed": cfg.training.seed, "group_seed": cfg.grouping.group_seed}, source))
+    if record is None:
+        record = _record_from_dataset(ds)
+    for key in ("probe", "dataset_scale_info", "split_intensity_stats"):
+        rec.set_block(key, record[key])
+    rec.set_block("measured_photons_per_pattern", record["measured_photons_per_pattern"])
+    rec.add_intensity_stage("raw_diffraction", "dataset: sqrt(counts), all patterns",
+                            np.sqrt(ds.counts), _amplitude_stage_meta(ds.n_patterns, 1, None))
+    return ds
+
+
+def _record_from_dataset(ds: Dataset) -> dict:
+    """The probe/dose blocks for a dataset that was not simulated in this run."""
+    from ..physics.probe import amplitude_stats
+    from ..physics.scaling import closed_form_dose_scale
+
+    n = ds.patch_size
+    s = ds.dose_scale
+    mode = (ds.metadata.get("dose") or {}).get("mode") or ("dataset" if s else "unknown")
+    sums = ds.counts.reshape(ds.n_patterns, -1).sum(axis=1, dtype=np.float64)
+    nphotons = float(ds.metadata.get("nphotons") or sums[ds.split == 0].mean())
+    unit = sums / (s * s) if s else sums
+    train = ds.indices("train")
+    return {
+        "probe": {"source": "dataset probeGuess", "shape": list(ds.probe.shape),
+                  "physical": amplitude_stats(ds.probe),
+                  "physical_energy_photons": float(np.sum(np.abs(ds.probe) ** 2)),
+                  "pre_normalisation": None, "post_normalisation": None,
+                  "note": "probe normalisation happened before the file was written"},
+        "dataset_scale_info": {
+            "N": n, "nphotons": nphotons,
+            "batch_mean_sum_intensity": float(unit[train].mean()) if s else None,
+            "dataset_scale": s, "fallback_scale": closed_form_dose_scale(nphotons, n),
+            "ratio": (s / closed_form_dose_scale(nphotons, n)) if s else None, "used_mode": mode,
+            "derived_from": "dataset metadata; batch mean re-measured from counts / s^2"},
+        "split_intensity_stats": split_stats(unit, ds.split, nphotons),
+        "measured_photons_per_pattern": {
+            "all": float(sums.mean()), "train": float(sums[train].mean()) if len(train) else None,
+            "test": float(sums[ds.indices("test")].mean()) if len(ds.indices("test")) else None,
+            "units": "photons (summed counts)"},
+    }
+
+
+def _counts_block(cfg: RunConfig, ds: Dataset, train_groups: int, test_groups: int,
+                  group_limit: int | None) -> dict:
+    return {"total_images": ds.n_patterns, "train_count": int(len(ds.indices("train"))),
+            "test_count": int(len(ds.indices("test"))),
+            "group_count": cfg.grouping.requested_groups, "train_groups": train_groups,
+            "test_groups": test_groups, "group_limit": group_limit,
+            "gridsize": cfg.simulation.gridsize, "N": ds.patch_size,
+            "nphotons": cfg.simulation.nphotons}
+
+
+def _stage_group(req: RunRequest, rec: RunRecorder, ds: Dataset, log):
+    from ..train.trainer import prepare_training_data
+
+    cfg = req.config
+    data = prepare_training_data(cfg, ds)
+    full = data.train if data.val is None else _concat(data.train, data.val)
+    g = cfg.simulation.gridsize
+    rec.add_intensity_stage("grouped_diffraction", "train split, grouped: sqrt(counts)",
+                            np.sqrt(full.counts), _amplitude_stage_meta(len(full), g, None))
+    rec.add_intensity_stage("grouped_X_full", "train split, grouped: X = sqrt(counts) * input_gain",
+                            full.X, _amplitude_stage_meta(len(full), g, None,
+                                                          input_gain=data.input_gain))
+    rec.add_intensity_stage("container_X", "training container X (validation groups removed)",
+                            data.train.X, _amplitude_stage_meta(len(data.train), g, None))
+
+    label_scale = float(req.faults.get("label_scale", 1.0))
+    arrays, missing = _label_arrays(data.train, label_scale)
+    labels = record_training_label_stats(arrays, missing)
+    if label_scale != 1.0:
+        labels["fault_injection"] = {"label_scale": label_scale}
+    rec.set_block("training_labels", labels)
+    if arrays.get("Y_amp") is not None:
+        rec.add_intensity_stage("training_labels_Y_amp", "training container Y_amp",
+                                arrays["Y_amp"], {"count": len(data.train), "gridsize": g,
+                                                  "group_limit": None, "domain": "object_amplitude"})
+        rec.add_intensity_stage("training_labels_Y_I", "training container Y_I = Y_amp^2",
+                                arrays["Y_I"], {"count": len(data.train), "gridsize": g,
+                                                "group_limit": None, "domain": "object_intensity"})
+    # Ground truth over the same region the labels came from, cut independently of the labels.
+    xs, ys = data.train.xcoords.ravel(), data.train.ycoords.ravel()
+    truth_same_region = float(np.abs(truth_patches(ds.obj, xs, ys, ds.patch_size)).mean(
+        dtype=np.float64))
+    lvt = label_vs_truth(labels, truth_same_region)
+    lvt["region"] = "the training container's patches (same positions and extractor as the labels)"
+    rec.set_block("label_vs_truth_analysis", lvt)
+    log(f"grouped: {len(data.train)} training groups, {0 if data.val is None else len(data.val)} "
+        f"validation groups; input gain {data.input_gain:.4g}; labels vs truth: {lvt.get('verdict')}")
+    return data
+
+
+def _concat(a: GroupedData, b: GroupedData) -> GroupedData:
+    def cat(x, y):
+        return None if x is None else np.concatenate([x, y])
+
+    return GroupedData(cat(a.X, b.X), cat(a.counts, b.counts), cat(a.xcoords, b.xcoords),
+                       cat(a.ycoords, b.ycoords), cat(a.dx, b.dx), cat(a.dy, b.dy),
+                       cat(a.pattern_index, b.pattern_index), cat(a.Y_amp, b.Y_amp),
+                       cat(a.Y_phi, b.Y_phi), a.gridsize, a.input_gain, a.split)
+
+
+def _label_arrays(train: GroupedData, label_scale: float) -> tuple[dict, dict]:
+    missing: dict[str, str] = {}
+    if train.Y_amp is None:
+        for k in ("Y_amp", "Y_I", "Y_phi", "Y"):
+            missing[k] = "dataset has no ground truth object"
+        return {"X": train.X}, missing
+    y_amp = train.Y_amp * np.float32(label_scale)
+    return {"X": train.X, "Y_amp": y_amp, "Y_I": np.square(y_amp), "Y_phi": train.Y_phi,
+            "Y": (y_amp * np.exp(1j * train.Y_phi)).astype(np.complex64)}, missing
+
+
+def _stage_train(req: RunRequest, rec: RunRecorder, ds: Dataset, data, log):
+    from ..train.checkpoint import load_model
+    from ..train.trainer import forward_pass_diagnostics, train
+
+    cfg = req.config
+    result = train(cfg, ds, req.output_dir, progress=req.progress, log=log)
+    block = result.to_dict()
+    rec.set_block("training", block)
+    ckpt = result.best_checkpoint or result.last_checkpoint
+    model = load_model(ckpt)
+    truth_mean = float(np.mean(data.train.Y_amp, dtype=np.float64)) if data.train.Y_amp is not None \
+        else None
+    diag = forward_pass_diagnostics(model, data.train.take(np.arange(min(len(data.train), 16))),
+                                    truth_mean)
+    rec.set_block("forward_pass_diagnostics", diag)
+    for rel in (result.history_path, result.history_summary_path, result.best_checkpoint,
+                result.last_checkpoint):
+        if rel:
+            rec.add_artifact(Path(rel).resolve().relative_to(req.output_dir.resolve()))
+    log(f"trained {result.epochs_completed} epochs ({result.status}); final loss "
+        f"{result.final_loss}; {result.samples_per_second or 0:.1f} samples/s")
+    return model, result
+
+
+def _stage_infer(req: RunRequest, rec: RunRecorder, ds: Dataset, model, log):
+    from ..infer.predict import predict_test_split
+
+    cfg = req.config
+    pred = predict_test_split(model, ds, cfg, group_limit=cfg.inference.group_limit)
+    out = req.output_dir / INFERENCE_OUTPUTS
+    out.mkdir(parents=True, exist_ok=True)
+    amp = pred.amplitude.astype(np.float32)
+    covered = pred.covered
+    block = {
+        "groups_available": pred.groups_available, "groups_used": pred.groups_used,
+        "group_limit": cfg.inference.group_limit, "patterns_used": pred.patterns_used,
+        "stitched_shape": list(amp.shape), "stitch_window": cfg.inference.stitch_window,
+        "coverage_fraction": float(covered.mean()),
+        "amplitude": array_stats(amp[covered], note="stitched amplitude, covered region"),
+        "phase": array_stats(pred.phase[covered].astype(np.float32),
+                             note="stitched phase (radians), covered region"),
+        "patterns_per_second": pred.patterns_per_second, "seconds": pred.seconds,
+        **({"post_processing": pred.info} if getattr(pred, "info", None) else {}),
+    }
+    rec.set_block("inference", block)
+    rec.add_intensity_stage("inference_prediction", "stitched amplitude on the covered region, "
+                            "before any prediction scale", amp[covered],
+                            {"count": pred.patterns_used, "gridsize": cfg.simulation.gridsize,
+                             "group_limit": cfg.inference.group_limit, "domain": "object_amplitude"})
+    log(f"inferred {pred.patterns_used} patterns ({pred.groups_used} groups) at "
+        f"{pred.patterns_per_second:.1f} patterns/s; coverage {block['coverage_fraction']:.3f}")
+    return pred
+
+
+def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, log) -> dict:
+    from ..evaluate.align import wrap_phase
+    from ..evaluate.metrics import compare_reconstruction
+
+    cfg, out = req.config, req.output_dir
+    inf = out / INFERENCE_OUTPUTS
+    truth = ds.obj
+    mode = cfg.evaluation.prediction_scale_source.value
+    recorded = _recorded_scale(model)
+    pred_complex = (pred.amplitude * np.exp(1j * pred.phase)).astype(np.complex64)
+    cmp = compare_reconstruction(
+        pred_complex, truth, pred.covered, register=cfg.evaluation.register_subpixel,
+        phase_ramp=cfg.evaluation.phase_ramp, amplitude_scale_mode=mode,
+        recorded_scale=recorded["value"], activation_bound=_activation_bound(model))
+    scale = dict(cmp["prediction_scale"])
+    scale.setdefault("source", recorded["source"] if mode == "recorded" else mode)
+    cmp["prediction_scale"] = scale
+    write_json(out / "comparison_metrics.json", cmp)
+    rec.add_artifact("comparison_metrics.json")
+    rec.set_block("prediction_scale", scale)
+
+    factor = float(scale["value"]) if scale.get("applied") and scale.get("value") else 1.0
+    amp_unscaled = pred.amplitude.astype(np.float32)
+    amp_scaled = amp_unscaled * np.float32(factor)
+    vmax = cfg.evaluation.amp_vmax or float(np.abs(truth).max())
+    cov = pred.covered
+    arts = []
+    arts += [f"{INFERENCE_OUTPUTS}/{p}" for p in save_image(
+        inf, "amplitude", np.where(cov, amp_scaled, 0), f"predicted amplitude (x{factor:.4g})",
+        vmin=0, vmax=vmax, units="object amplitude")]
+    write_npy_rel = save_image(inf, "amplitude_unscaled", amp_unscaled, "predicted amplitude "
+                               "(unscaled)", vmin=0, vmax=vmax, units="object amplitude")
+    arts += [f"{INFERENCE_OUTPUTS}/{p}" for p in write_npy_rel]
+    arts += [f"{INFERENCE_OUTPUTS}/{p}" for p in save_image(
+        inf, "phase", np.where(cov, pred.phase, 0), "predicted phase", cmap="twilight",
+        vmin=-np.pi, vmax=np.pi, units="rad")]
+    offset = float(cmp.get("phase_offset_removed_rad") or 0.0)
+    amp_diff = np.where(cov, amp_scaled - np.abs(truth), 0).astype(np.float32)
+    phase_diff = np.where(cov, wrap_phase(pred.phase - offset - np.angle(truth)), 0).astype(np.float32)
+    dmax = float(np.abs(amp_diff).max()) or 1.0
+    arts += save_image(out, "ground_truth_amp", np.abs(truth), "ground truth amplitude", vmin=0,
+                       vmax=vmax, units="object amplitude")
+    arts += save_image(out, "ground_truth_phase", np.angle(truth), "ground truth phase",
+                       cmap="twilight", vmin=-np.pi, vmax=np.pi, units="rad")
+    arts += save_image(out, "amplitude_diff", amp_diff, "amplitude: prediction - truth (covered)",
+                       cmap="RdBu_r", vmin=-dmax, vmax=dmax, units="object amplitude")
+    arts += save_image(out, "phase_diff", phase_diff, "phase: prediction - truth (wrapped, offset "
+                       "removed)", cmap="RdBu_r", vmin=-np.pi, vmax=np.pi, units="rad")
+    write_json(inf / "prediction_scale.json", scale)
+    stats = {
+        "amplitude": _simple_stats(amp_scaled[cov]), "phase": _simple_stats(pred.phase[cov]),
+        "offsets": {"axis_max_abs": pred.offsets_axis_max_abs, "max_abs": pred.offsets_max_abs,
+                    "units": "pixels from group centre"},
+        "canvas": {"padded_size": list(pred.padded_shape), "required_canvas": list(truth.shape),
+                   "fits_canvas": bool(pred.fits_canvas), "frame": "object frame (positions in "
+                   "object pixels, no recentring)"},
+        "coverage_fraction": float(cov.mean()), "prediction_scale": scale,
+    }
+    write_json(inf / "stats.json", stats)
+    for a in arts + [f"{INFERENCE_OUTPUTS}/stats.json", f"{INFERENCE_OUTPUTS}/prediction_scale.json"]:
+        rec.add_artifact(a)
+    rec.add_intensity_stage("ground_truth_amp", "ground truth amplitude on the covered region",
+                            np.abs(truth)[cov].astype(np.float32),
+                            {"count": int(cov.sum()), "gridsize": None, "group_limit": None,
+                             "domain": "object_amplitude"})
+    summary = {k: cmp[k] for k in ("amplitude", "phase") if k in cmp}
+    rec.set_block("comparison", {
+        "metrics_path": "comparison_metrics.json",
+        "amplitude": _headline(cmp.get("amplitude")), "phase": _headline(cmp.get("phase")),
+        "full_canvas": cmp.get("full_canvas"), "registration": cmp.get("registration"),
+        "coverage_fraction": float(cov.mean())})
+    a = summary.get("amplitude") or {}
+    log(f"compare: amplitude pearson {a.get('pearson_r')}, ssim {a.get('ssim')}, bias mean "
+        f"{(a.get('bias_summary') or {}).get('mean')}; least-squares scale "
+        f"{(scale.get('least_squares') or {}).get('value')}")
+    return cmp
+
+
+def _headline(ch: dict | None) -> dict | None:
+    if not ch:
+        return None
+    keys = ("count", "coverage_fraction", "mae", "rmse", "max_abs", "pearson_r", "ssim", "psnr",
+            "bias_summary", "registration", "output_range_check")
+    out = {k: ch.get(k) for k in keys}
+    frc = ch.get("frc") or {}
+    out["frc"] = {"half_bit_resolution": frc.get("half_bit_resolution"), "frc50": frc.get("frc50")}
+    return out
+
+
+def _simple_stats(a: np.ndarray) -> dict:
+    a = np.asarray(a, dtype=np.float64)
+    fin = a[np.isfinite(a)]
+    if fin.size == 0:
+        return {"min": None, "max": None, "mean": None, "std": None,
+                "nan_count": int(np.isnan(a).sum())}
+    return {"min": float(fin.min()), "max": float(fin.max()), "mean": float(fin.mean()),
+            "std": float(fin.std()), "nan_count": int(np.isnan(a).sum())}
+
+
+def _recorded_scale(model) -> dict:
+    """The amplitude scale the model itself records: 1 under the counts contract (the physics fixes
+    the object's units); the legacy contract's outputs are in object units too."""
+    return {"value": 1.0, "source": f"checkpoint contract '{model.contract.value}': output in "
+                                    "object units"}
+
+
+def _activation_bound(model) -> float | None:
+    bound = getattr(model.net, "amplitude_bound", None)
+    return None if bound is None else float(bound)
+
+
+# --------------------------------------------------------------------------------------------
+# Orchestration
+# --------------------------------------------------------------------------------------------
+def run_scenario(req: RunRequest) -> dict[str, Any]:
+    """Run all stages; return the final run_metadata dict. Raises after recording a failure."""
+    cfg = req.config
+    out = Path(req.output_dir)
+    backup = prepare_run_dir(out, force=req.force)
+    out.mkdir(parents=True, exist_ok=True)
+    req.output_dir = out
+    log = _Log(out / LOGS / "run.log", echo=req.progress)
+    if backup:
+        log(f"--force: the previous contents were moved to {backup}")
+    for w in req.warnings:
+        log(f"warning: {w}")
+    rec = RunRecorder(out, cfg.scenario)
+    rec.add_artifact(f"{LOGS}/run.log")
+    rec.set_block("config", cfg.to_dict())
+    rec.set_block("cli_args", req.cli_args)
+    rec.set_block("profile", req.profile)
+    rec.set_block("warnings", list(req.warnings))
+
+    with rec.stage("simulate"):
+        _fault(req, "simulate")
+        ds = _stage_data(req, rec, log)
+    with rec.stage("group"):
+        _fault(req, "group")
+        data = _stage_group(req, rec, ds, log)
+        test_groups = build_grouped(ds, "test", cfg.simulation.gridsize,
+                                    cfg.grouping.requested_groups, cfg.grouping.neighbor_count,
+                                    cfg.grouping.group_seed, data.input_gain)
+        rec.set_block("counts", _counts_block(cfg, ds, len(data.train) + (
+            0 if data.val is None else len(data.val)), len(test_groups), cfg.inference.group_limit))
+    with rec.stage("train"):
+        _fault(req, "train")
+        model, result = _stage_train(req, rec, ds, data, log)
+    with rec.stage("infer"):
+        _fault(req, "infer")
+        pred = _stage_infer(req, rec, ds, model, log)
+    with rec.stage("compare"):
+        _fault(req, "compare")
+        cmp = _stage_compare(req, rec, ds, model, pred, log)
+        dsi = rec.get_block("dataset_scale_info") or {}
+        used = dsi.get("dataset_scale") if dsi.get("used_mode") == "dataset" else dsi.get("fallback_scale")
+        rec.write_intensity_stats(
+            normalize_gain=data.input_gain,
+            intensity_scale=intensity_scale_block(
+                dsi.get("dataset_scale"), dsi.get("fallback_scale"), dsi.get("used_mode"),
+                recorded_in_checkpoint=(result.scales.get("dose_scale") or {}).get("value"),
+                model_value=model.dose_scale if model.dose_scale is not None else used))
+        _write_summaries(req, rec, cmp, result)
+    meta = rec.finalize()
+    log(f"done: {out}/run_metadata.json (status {meta['status']})")
+    return meta
+
+
+def _fmt(x, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: dict, result) -> None:
+    name = req.config.scenario
+    out = req.output_dir
+    a, p = cmp.get("amplitude") or {}, cmp.get("phase") or {}
+    scale = cmp.get("prediction_scale") or {}
+    lvt = rec.get_block("label_vs_truth_analysis") or {}
+    lines = [f"# {name}: comparison summary", "",
+             "Covered region of the test split, object frame; metrics from comparison_metrics.json.",
+             "", "| channel | pearson_r | ssim | mae | rmse | bias mean | bias median | FRC 1/2-bit (px) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, ch in (("amplitude", a), ("phase (rad)", p)):
+        b = ch.get("bias_summary") or {}
+        lines.append(f"| {label} | {_fmt(ch.get('pearson_r'))} | {_fmt(ch.get('ssim'))} | "
+                     f"{_fmt(ch.get('mae'))} | {_fmt(ch.get('rmse'))} | {_fmt(b.get('mean'))} | "
+                     f"{_fmt(b.get('median'))} | {_fmt((ch.get('frc') or {}).get('half_bit_resolution'))} |")
+    ls = scale.get("least_squares") or {}
+    lines += ["", f"- coverage fraction: {_fmt(cmp.get('coverage_fraction'))}",
+              f"- prediction scale: mode {scale.get('mode')}, value {_fmt(scale.get('value'))}, "
+              f"applied {scale.get('applied')}; least-squares scale {_fmt(ls.get('value'))}",
+              f"- registration shift (px, y/x): {(cmp.get('registration') or {}).get('shift_px')}",
+              f"- labels vs truth: {lvt.get('verdict')}", ""]
+    write_text(out / f"{name}_comparison_summary.md", "\n".join(lines))
+    rec.add_artifact(f"{name}_comparison_summary.md")
+    t = result.to_dict()
+    tl = [f"# {name}: training summary", "",
+          f"- status: {t.get('status')}; epochs completed {t.get('epochs_completed')}; early stopped "
+          f"{t.get('early_stopped')}",
+          f"- final loss {_fmt(t.get('final_loss'))}; final validation loss "
+          f"{_fmt(t.get('final_val_loss'))}; best epoch {t.get('best_epoch')}",
+          f"- NaN detected: {t.get('nan_detected')} (epoch {t.get('first_nan_epoch')}, step "
+          f"{t.get('first_nan_step')})",
+          f"- throughput: {_fmt(t.get('samples_per_second'))} samples/s on {t.get('device')}",
+          f"- loss weights: {req.config.training.loss_weights.model_dump()}",
+          f"- history: {t.get('history_path')}", ""]
+    write_text(out / f"{name}_training_summary.md", "\n".join(tl))
+    rec.add_artifact(f"{name}_training_summary.md")
+
+
+__all__ = ["RunRequest", "run_scenario", "PredictionScaleSource"]
