@@ -132,12 +132,19 @@ class TrainingConfig(_Frozen):
     contract: MeasurementContract = MeasurementContract.counts
     object_support: Literal["full", "central"] = Field(
         "full", description="'central' confines the predicted object to the central N/2 region")
+    time_limit_s: float | None = Field(None, gt=0, description="stop training after the epoch that "
+                                       "crosses this wall time (seconds)")
 
 
 class InferenceConfig(_Frozen):
     group_limit: int | None = Field(None, ge=1, description="cap on test groups used")
     stitch_window: int = Field(20, ge=1, description="central M x M kept per patch, pixels")
     batch_size: int = Field(64, ge=1)
+    twin_fix: bool = Field(True, description="gridsize 1, twin-symmetric probe: choose each patch "
+                           "or its twin so that overlapping neighbours agree (infer/predict.py)")
+    refine_steps: int = Field(0, ge=0, description="physics refinement steps of the stitched "
+                              "object on the test counts (0 = off)")
+    refine_lr: float = Field(0.02, gt=0, description="refinement Adam step, relative to amp_ref")
 
 
 class EvaluationConfig(_Frozen):

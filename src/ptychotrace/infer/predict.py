@@ -1,0 +1,395 @@
+"""Inference: predict object patches for the test groups and stitch them into the object frame.
+
+``predict(model, ckpt, ds, inference_config)`` -> :class:`Prediction` with the stitched amplitude
+and phase (H, W) in the object frame, the stitching weights and coverage mask, and timings.
+
+Steps:
+1. group the test split exactly as in training (same gridsize, neighbour count, group seed), with
+   the checkpoint's frozen input gain; cap at ``group_limit``;
+2. run the network in batches of ``batch_size`` groups (bounded device memory; patches are kept
+   on the host as complex64); for gridsize > 1 the patches are the per-group merged and
+   re-extracted ones, i.e. what the physics saw in training;
+3. optional overlap-consistency step (``twin_fix``, gridsize 1 only, see below);
+4. stitch with ``stitch_to_object_frame`` (central ``stitch_window`` x ``stitch_window`` of each
+   patch): amplitude directly, phase as the angle of the stitched unit phasors (wrap-safe);
+5. optional physics-consistent refinement (``refine_steps`` > 0, see :func:`refine_object`).
+
+The twin ambiguity (gridsize 1): with a probe P for which ``conj(flip(P)) == P`` (the ideal real,
+centro-symmetric disk) every diffraction pattern is matched exactly as well by the flipped,
+conjugated patch ``conj(flip(O_j))``, so a network cannot choose the orientation from one
+pattern. ``twin_fix`` chooses, for each test pattern, between the predicted patch and its twin so
+that overlapping neighbours agree (pairwise disagreement of the amplitudes on the commonly
+illuminated pixels; minimised by iterated conditional modes from several starts, best energy
+kept). It is skipped (and says so) when the probe breaks the symmetry (custom probe) or for
+gridsize > 1 (the group merge with known offsets already breaks it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import InferenceConfig, RunConfig
+from ..data.container import GroupedData, build_grouped
+from ..data.dataset import Dataset
+from ..model.losses import poisson_nll
+from ..model.pinn import PINN
+from ..physics.forward import expected_counts, extract_patches, pad_canvas, required_pad
+from ..physics.stitching import stitch_to_object_frame
+
+
+@dataclass
+class Prediction:
+    amplitude: np.ndarray          # (H, W) float32, object units, 0 where not covered
+    phase: np.ndarray              # (H, W) float32 radians
+    weight: np.ndarray             # (H, W) float32 summed stitch-window weights
+    covered: np.ndarray            # (H, W) bool
+    patches: np.ndarray            # (P, N, N) complex64 patches that were stitched
+    xcoords: np.ndarray            # (P,) patch centres (object pixels)
+    ycoords: np.ndarray
+    n_groups: int
+    n_patterns: int
+    patterns_per_second: float     # network forward throughput (patterns = groups x C)
+    seconds: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, Any] = field(default_factory=dict)   # what twin_fix / refinement did
+    groups_available: int = 0      # test groups before group_limit
+    offsets_axis_max_abs: list[float] = field(default_factory=list)   # [max|dx|, max|dy|] px
+    padded_shape: tuple[int, int] = (0, 0)   # stitching canvas (object frame + 2*required_pad)
+    fits_canvas: bool = True       # every patch lies inside the padded canvas (checked)
+
+    # Names used by the scenario runner.
+    @property
+    def groups_used(self) -> int:
+        return self.n_groups
+
+    @property
+    def patterns_used(self) -> int:
+        return self.n_patterns
+
+    @property
+    def offsets_max_abs(self) -> float:
+        return max(self.offsets_axis_max_abs) if self.offsets_axis_max_abs else 0.0
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.steps
+
+    @property
+    def obj(self) -> np.ndarray:
+        return (self.amplitude * np.exp(1j * self.phase)).astype(np.complex64)
+
+    @property
+    def coverage_fraction(self) -> float:
+        return float(self.covered.mean())
+
+    def stats(self) -> dict[str, Any]:
+        cov = self.covered
+        a = self.amplitude[cov].astype(np.float64)
+        return {"shape": list(self.amplitude.shape), "n_groups": self.n_groups,
+                "n_patterns": self.n_patterns, "coverage_fraction": self.coverage_fraction,
+                "patterns_per_second": self.patterns_per_second, "seconds": self.seconds,
+                "amplitude_covered": {"mean": float(a.mean()) if a.size else None,
+                                      "std": float(a.std()) if a.size else None,
+                                      "min": float(a.min()) if a.size else None,
+                                      "max": float(a.max()) if a.size else None},
+                "steps": self.steps}
+
+
+def object_shape_for(ds: Dataset) -> tuple[int, int]:
+    """The object frame: the truth's shape, else the simulated object size, else the scan extent."""
+    if ds.obj is not None:
+        return tuple(ds.obj.shape)
+    size = ((ds.metadata.get("simulation") or {}).get("object_size"))
+    if size:
+        return int(size), int(size)
+    h = int(math.ceil(ds.ycoords.max())) + 1
+    w = int(math.ceil(ds.xcoords.max())) + 1
+    return h, w
+
+
+def test_groups(ckpt: dict, ds: Dataset, group_limit: int | None = None) -> tuple[GroupedData, int]:
+    """Group the test split as the model was trained (gridsize, grouping), with its input gain.
+    Returns (groups, number available before ``group_limit``)."""
+    cfg = ckpt["config"]
+    grp = cfg["grouping"]
+    gridsize = int(ckpt["network"]["gridsize"])
+    n_test = len(ds.indices("test"))
+    count = min(int(grp["group_count"]) * int(grp.get("group_multiplier", 1)), n_test)
+    gd = build_grouped(ds, "test", gridsize, count, int(grp["neighbor_count"]),
+                       int(grp["group_seed"]), float(ckpt["scales"]["input_gain"]["value"]))
+    available = len(gd)
+    if group_limit is not None and group_limit < len(gd):
+        gd = gd.take(np.arange(group_limit))
+    return gd, available
+
+
+@torch.no_grad()
+def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64) -> tuple[np.ndarray, float]:
+    """(G, C, N, N) complex64 object patches (merged for gridsize > 1) and patterns/second."""
+    device = model.probe.device
+    model.eval()
+    out = np.empty(data.X.shape, dtype=np.complex64)
+    t0 = time.perf_counter()
+    for start in range(0, len(data), batch_size):
+        sl = slice(start, min(start + batch_size, len(data)))
+        x = torch.as_tensor(data.X[sl]).to(device)
+        amp, phase = model.net(x)
+        obj = torch.polar(amp, phase)
+        if model.gridsize > 1:
+            obj, _ = model.physics(obj, torch.as_tensor(data.dx[sl]).to(device),
+                                   torch.as_tensor(data.dy[sl]).to(device))
+        out[sl] = obj.cpu().numpy()
+    dt = time.perf_counter() - t0
+    return out, (data.X.shape[0] * data.X.shape[1]) / dt if dt > 0 else float("inf")
+
+
+# --------------------------------------------------------------------------------------------
+# Twin ambiguity: overlap-consistent choice between each patch and its twin
+# --------------------------------------------------------------------------------------------
+def twin_flip_mode(probe: np.ndarray, tol: float = 1e-3) -> str | None:
+    """How to form the twin for this probe: 'flip' (about (N-1)/2), 'roll' (about N/2) or None
+    when ``conj(flip(P)) != P`` (relative L2 > tol): then the physics breaks the ambiguity."""
+    p = np.asarray(probe, dtype=np.complex128)
+    norm = np.linalg.norm(p)
+    best, mode = math.inf, None
+    for name, q in (("flip", np.conj(p[::-1, ::-1])), ("roll", np.conj(_roll_flip(p)))):
+        # A constant phase factor on the twin probe is also an exact symmetry.
+        c = np.vdot(q, p)
+        c = c / abs(c) if abs(c) > 0 else 1.0
+        err = np.linalg.norm(p - c * q) / norm
+        if err < best:
+            best, mode = err, name
+    return mode if best < tol else None
+
+
+def _roll_flip(a):
+    """Flip about pixel N/2 with wrap (index i -> (N - i) mod N) on the last two axes."""
+    if isinstance(a, torch.Tensor):
+        return torch.roll(torch.flip(a, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+    return np.roll(a[..., ::-1, ::-1], (1, 1), axis=(-2, -1))
+
+
+def twin_of(patches: torch.Tensor, mode: str) -> torch.Tensor:
+    """The exact twin ``conj(flip(O))`` of object patches (..., N, N) for a symmetric probe."""
+    flipped = torch.flip(patches, dims=(-2, -1)) if mode == "flip" else _roll_flip(patches)
+    return flipped.conj() if flipped.is_complex() else flipped
+
+
+def _overlap_pairs(x: np.ndarray, y: np.ndarray, max_dist: float) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(np.column_stack([x, y])).query_pairs(max_dist, output_type="ndarray")
+    return pairs.reshape(-1, 2).astype(np.int64)
+
+
+def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
+                     probe: np.ndarray, mode: str, support_level: float = 0.5,
+                     iterations: int = 20) -> tuple[np.ndarray, dict[str, Any]]:
+    """Choose per patch between the prediction (label 0) and its twin (label 1).
+
+    Pairwise cost: mean squared amplitude difference of patches i and j on the pixels both
+    illuminate (|P| >= support_level * max|P| in both frames), patch j resampled into patch i's
+    frame with the bilinear extractor. Energy = sum over overlapping pairs; minimised by ICM
+    from three starts (all 0, all 1, greedy by strongest pair preference); lowest energy wins.
+    Returns (patches with the chosen orientation, record)."""
+    p = torch.as_tensor(patches)
+    n = p.shape[-1]
+    amp = p.abs().to(torch.float64)
+    amps = torch.stack([amp, twin_of(amp, mode)])               # (2, P, N, N)
+    pa = np.abs(probe)
+    support = torch.as_tensor(pa >= support_level * pa.max(), dtype=torch.float64)
+    radius = float(np.sqrt(support.sum().item() / math.pi))
+    pairs = _overlap_pairs(xcoords, ycoords, 2 * radius)
+    record: dict[str, Any] = {"applied": True, "mode": mode, "pairs": int(len(pairs)),
+                              "support_radius_px": radius}
+    n_pat = p.shape[0]
+    if len(pairs) == 0:
+        record.update(flipped=0, note="no overlapping pairs; nothing to decide")
+        return patches, record
+    i, j = pairs[:, 0], pairs[:, 1]
+    pad = required_pad(n)
+    centre = n // 2 + pad
+    # patch j (and its support) resampled into patch i's frame: centre moves by pos_i - pos_j
+    sx = torch.as_tensor(xcoords[i] - xcoords[j] + centre)[:, None]
+    sy = torch.as_tensor(ycoords[i] - ycoords[j] + centre)[:, None]
+    sup_j = extract_patches(pad_canvas(support.expand(len(pairs), n, n), pad), sx, sy, n)[:, 0]
+    mask = sup_j * support
+    msum = mask.sum(dim=(-2, -1)).clamp_min(1.0)
+    cost = torch.empty(len(pairs), 2, 2, dtype=torch.float64)
+    for b in (0, 1):
+        aj = extract_patches(pad_canvas(amps[b][j], pad), sx, sy, n)[:, 0]
+        for a in (0, 1):
+            ai = amps[a][i]
+            cost[:, a, b] = ((ai - aj) ** 2 * mask).sum(dim=(-2, -1)) / msum
+    cost = cost.numpy()
+    cost *= (mask.sum(dim=(-2, -1)) / support.sum()).numpy()[:, None, None]   # overlap weight
+
+    def energy(lab):
+        return float(cost[np.arange(len(pairs)), lab[i], lab[j]].sum())
+
+    def icm(lab):
+        lab = lab.copy()
+        for _ in range(iterations):
+            changed = 0
+            for k in range(n_pat):
+                e = np.zeros(2)
+                sel_i = i == k
+                sel_j = j == k
+                for lk in (0, 1):
+                    e[lk] = (cost[sel_i, lk, lab[j[sel_i]]].sum()
+                             + cost[sel_j, lab[i[sel_j]], lk].sum())
+                new = int(np.argmin(e))
+                if new != lab[k]:
+                    lab[k], changed = new, changed + 1
+            if not changed:
+                break
+        return lab
+
+    # greedy start: each node's label from its summed preference assuming neighbours unflipped
+    pref = np.zeros((n_pat, 2))
+    np.add.at(pref, i, cost[:, :, 0])
+    np.add.at(pref, j, cost[:, 0, :])
+    starts = {"zeros": np.zeros(n_pat, np.int64), "ones": np.ones(n_pat, np.int64),
+              "greedy": np.argmin(pref, axis=1).astype(np.int64)}
+    results = {name: icm(lab) for name, lab in starts.items()}
+    energies = {name: energy(lab) for name, lab in results.items()}
+    best = min(energies, key=energies.get)
+    labels = results[best]
+    out = p.clone()
+    flip = torch.as_tensor(labels.astype(bool))
+    if flip.any():
+        out[flip] = twin_of(p[flip], mode)
+    record.update(flipped=int(labels.sum()), n_patterns=int(n_pat), start=best,
+                  energies=energies, energy_unflipped=energy(np.zeros(n_pat, np.int64)))
+    return out.numpy(), record
+
+
+# --------------------------------------------------------------------------------------------
+# Physics-consistent refinement of the stitched object on the test data
+# --------------------------------------------------------------------------------------------
+def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tensor,
+                  counts: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
+                  mean_counts: float, fill: float, steps: int, lr: float,
+                  batch_size: int = 256) -> tuple[np.ndarray, dict[str, Any]]:
+    """A few Adam steps of the training Poisson NLL w.r.t. the object canvas (H, W) complex,
+    starting from the stitched PINN output (uncovered pixels start at ``fill``). Uses the same
+    extractor and forward model as training; ``lr`` is relative to ``fill`` (the amp scale)."""
+    n = counts.shape[-1]
+    pad = required_pad(n)
+    start = np.where(covered_init, init, np.complex64(fill)).astype(np.complex64)
+    canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
+    param = torch.nn.Parameter(torch.view_as_real(canvas).clone())
+    opt = torch.optim.Adam([param], lr=lr * fill)
+    xs = torch.as_tensor(xcoords + pad)
+    ys = torch.as_tensor(ycoords + pad)
+    cts = torch.as_tensor(counts)
+    losses = []
+    for _ in range(steps):
+        total = 0.0
+        opt.zero_grad(set_to_none=True)
+        for s in range(0, len(xs), batch_size):
+            sl = slice(s, s + batch_size)
+            c = torch.view_as_complex(param)
+            lam = expected_counts(probe, extract_patches(c, xs[sl], ys[sl], n))
+            loss = poisson_nll(lam, cts[sl], mean_counts).sum() / len(xs)
+            loss.backward()
+            total += float(loss.detach())
+        opt.step()
+        losses.append(total)
+    h, w = init.shape
+    out = torch.view_as_complex(param.detach())[pad:pad + h, pad:pad + w].numpy().copy()
+    return out, {"applied": True, "steps": steps, "lr_relative": lr, "nll_first": losses[0] if
+                 losses else None, "nll_last": losses[-1] if losses else None}
+
+
+# --------------------------------------------------------------------------------------------
+# Top level
+# --------------------------------------------------------------------------------------------
+def predict_test_split(model: PINN, ds: Dataset, cfg: RunConfig | InferenceConfig | None = None,
+                       group_limit: int | None = None) -> Prediction:
+    """The runner's entry point: ``cfg`` may be the whole RunConfig (its ``inference`` section is
+    used); the model must come from :func:`ptychotrace.train.checkpoint.load_model`."""
+    inf = cfg.inference if isinstance(cfg, RunConfig) else cfg
+    return predict(model, ds, inf, group_limit=group_limit)
+
+
+def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
+            group_limit: int | None = None, ckpt: dict | None = None) -> Prediction:
+    """Predict and stitch the test split of ``ds`` (see the module docstring). ``ckpt`` defaults
+    to ``model.checkpoint`` (set by load_model): its grouping and frozen scales are reused."""
+    cfg = cfg or InferenceConfig()
+    ckpt = ckpt if ckpt is not None else getattr(model, "checkpoint", None)
+    if ckpt is None:
+        raise ValueError("predict needs the checkpoint record (load the model with load_model)")
+    limit = group_limit if group_limit is not None else cfg.group_limit
+    seconds = {}
+    t0 = time.perf_counter()
+    data, available = test_groups(ckpt, ds, limit)
+    seconds["grouping"] = time.perf_counter() - t0
+    patches, pps = predict_patches(model, data, cfg.batch_size)
+    seconds["network"] = (data.X.shape[0] * data.X.shape[1]) / pps
+    n = patches.shape[-1]
+    flat = patches.reshape(-1, n, n)
+    xs, ys = data.xcoords.reshape(-1), data.ycoords.reshape(-1)
+    probe_np = (model.probe / _probe_factor(model)).cpu().numpy()
+    steps: dict[str, Any] = {}
+    twin = cfg.twin_fix
+    mode = twin_flip_mode(probe_np)
+    if not twin:
+        steps["twin_fix"] = {"applied": False, "reason": "disabled"}
+    elif model.gridsize > 1:
+        steps["twin_fix"] = {"applied": False, "reason": "gridsize > 1: the group merge breaks the "
+                             "twin ambiguity"}
+    elif mode is None:
+        steps["twin_fix"] = {"applied": False, "reason": "probe is not twin-symmetric "
+                             "(conj(flip(P)) != P): the physics breaks the ambiguity"}
+    else:
+        t1 = time.perf_counter()
+        flat, steps["twin_fix"] = twin_consistency(flat, xs, ys, probe_np, mode)
+        seconds["twin_fix"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    shape = object_shape_for(ds)
+    amp_t = torch.as_tensor(np.abs(flat))
+    st = stitch_to_object_frame(amp_t, torch.as_tensor(xs), torch.as_tensor(ys), shape,
+                                cfg.stitch_window)
+    unit = torch.as_tensor(np.exp(1j * np.angle(flat)).astype(np.complex64))
+    st_ph = stitch_to_object_frame(unit, torch.as_tensor(xs), torch.as_tensor(ys), shape,
+                                   cfg.stitch_window)
+    amplitude = st.image.numpy().astype(np.float32)
+    phase = np.where(st.covered.numpy(), np.angle(st_ph.image.numpy()), 0.0).astype(np.float32)
+    covered = st.covered.numpy()
+    seconds["stitch"] = time.perf_counter() - t1
+    refine_steps = int(cfg.refine_steps)
+    if refine_steps > 0:
+        t1 = time.perf_counter()
+        uniq = np.unique(data.pattern_index.reshape(-1))
+        amp_ref = float(ckpt["network"]["amp_ref"])
+        obj, steps["refine"] = refine_object(
+            amplitude * np.exp(1j * phase), covered, torch.as_tensor(probe_np),
+            ds.counts[uniq], ds.xcoords[uniq], ds.ycoords[uniq],
+            float(ckpt["scales"]["loss_normaliser"]["mean_counts"]) / model.target_factor,
+            amp_ref, refine_steps, float(cfg.refine_lr))
+        amplitude = np.where(covered, np.abs(obj), 0).astype(np.float32)
+        phase = np.where(covered, np.angle(obj), 0).astype(np.float32)
+        seconds["refine"] = time.perf_counter() - t1
+    else:
+        steps["refine"] = {"applied": False, "reason": "refine_steps = 0"}
+    seconds["total"] = time.perf_counter() - t0
+    return Prediction(amplitude=amplitude, phase=phase, weight=st.weight.numpy().astype(np.float32),
+                      covered=covered, patches=flat.astype(np.complex64), xcoords=xs, ycoords=ys,
+                      n_groups=len(data), n_patterns=int(flat.shape[0]), patterns_per_second=pps,
+                      seconds=seconds, steps=steps, groups_available=available,
+                      offsets_axis_max_abs=[float(np.abs(data.dx).max()), float(np.abs(data.dy).max())],
+                      padded_shape=(shape[0] + 2 * required_pad(n), shape[1] + 2 * required_pad(n)),
+                      fits_canvas=True)
+
+
+def _probe_factor(model: PINN) -> float:
+    from ..model.pinn import contract_factors
+
+    return contract_factors(model.contract, model.dose_scale)[0]

@@ -1,0 +1,138 @@
+"""The PINN's network: a convolutional encoder and two decoders (amplitude, phase).
+
+Input ``X`` (B, C, N, N): normalised diffraction amplitudes ``sqrt(counts) * input_gain`` of the
+C = gridsize^2 patterns of a group. Output: object patches (B, C, N, N), amplitude and phase.
+
+Architecture (PtychoPINN-style): for N = 64 the encoder has 3 stages of (conv3x3-ReLU) x 2 +
+2x2 max-pool with 32/64/128 filters times ``width``; each extra factor 2 in N adds one stage
+(N = 128: 4 stages, N = 256: 5; filters double per stage, capped at 256 x width). Each decoder
+mirrors the encoder with nearest-neighbour 2x upsampling and ends in a 3x3 conv to C channels.
+With ``object_support='central'`` the decoders stop one level early: they predict the central
+N/2 x N/2 of the patch and the object is 0 outside it (PtychoPINN's layout; about 2x cheaper).
+
+Amplitude head: ``amp_ref * softplus(z) / ln 2`` -- range (0, inf), so it reaches any object
+amplitude (the lines object spans ~0.6-5); at z = 0 it outputs ``amp_ref``, a data-derived
+estimate of the mean object amplitude (see ``estimate_amplitude_reference``), so the physical
+intensity scale is right from the first step and no separate scale parameter is needed (the
+reference's failure mode of an unregistered learned scale cannot occur). Phase head:
+``pi * tanh(z)``, range (-pi, pi).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+#: Output ranges of the heads, recorded for the output-range check (None = unbounded).
+AMPLITUDE_ACTIVATION = {"name": "softplus_scaled", "formula": "amp_ref * softplus(z) / ln(2)",
+                        "lower": 0.0, "upper": None}
+PHASE_ACTIVATION = {"name": "pi_tanh", "formula": "pi * tanh(z)", "lower": -math.pi,
+                    "upper": math.pi}
+
+_BASE_FILTERS = (32, 64, 128)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Hyperparameters that fully define the network (stored in every checkpoint)."""
+
+    N: int = 64
+    gridsize: int = 1
+    width: int = 1
+    amp_ref: float = 1.0
+    object_support: str = "full"   # "full" | "central" (object confined to the central N/2)
+
+    @property
+    def channels(self) -> int:
+        return self.gridsize * self.gridsize
+
+    @property
+    def filters(self) -> tuple[int, ...]:
+        if self.N < 16 or self.N & (self.N - 1):
+            raise ValueError(f"network needs N a power of two >= 16, got {self.N}")
+        stages = max(1, int(math.log2(self.N)) - 3)      # 64 -> 3, 128 -> 4, 256 -> 5
+        out = list(_BASE_FILTERS[:stages])
+        while len(out) < stages:
+            out.append(min(out[-1] * 2, 256))
+        return tuple(f * self.width for f in out)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["filters"] = list(self.filters)
+        d["channels"] = self.channels
+        d["amplitude_activation"] = dict(AMPLITUDE_ACTIVATION, amp_ref=self.amp_ref)
+        d["phase_activation"] = PHASE_ACTIVATION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetworkConfig:
+        return cls(N=int(d["N"]), gridsize=int(d["gridsize"]), width=int(d["width"]),
+                   amp_ref=float(d["amp_ref"]), object_support=str(d.get("object_support", "full")))
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+
+class _Decoder(nn.Module):
+    """``levels`` x (2x nearest upsampling + conv block), then a 3x3 conv to ``out_channels``."""
+
+    def __init__(self, filters: tuple[int, ...], out_channels: int, levels: int):
+        super().__init__()
+        rev = list(reversed(filters))
+        outs = [rev[i + 1] if i + 1 < len(rev) else rev[-1] for i in range(levels)]
+        ins = [rev[0]] + outs[:-1]
+        self.blocks = nn.ModuleList(_block(a, b) for a, b in zip(ins, outs, strict=True))
+        self.head = nn.Conv2d(outs[-1], out_channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            z = blk(F.interpolate(z, scale_factor=2, mode="nearest"))
+        return self.head(z)
+
+
+class PtychoNet(nn.Module):
+    """Encoder + amplitude and phase decoders: X (B, C, N, N) -> (amp, phase), each (B, C, N, N)."""
+
+    #: Upper bound of the amplitude activation (None: softplus is unbounded above, so the
+    #: output-range check has no ceiling to detect); lower bound 0 is never reached.
+    amplitude_bound = AMPLITUDE_ACTIVATION["upper"]
+    amplitude_range = (AMPLITUDE_ACTIVATION["lower"], AMPLITUDE_ACTIVATION["upper"])
+
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.cfg = cfg
+        f = cfg.filters
+        c = cfg.channels
+        self.encoder = nn.ModuleList(_block(c if i == 0 else f[i - 1], f[i]) for i in range(len(f)))
+        # 'central': the decoders stop one level early (N/2 output, zero-padded to N), as in
+        # PtychoPINN; this also skips the two most expensive full-resolution conv blocks.
+        levels = len(f) - 1 if cfg.object_support == "central" else len(f)
+        self.amp_decoder = _Decoder(f, c, levels)
+        self.phase_decoder = _Decoder(f, c, levels)
+        # Start the heads near their neutral point: amplitude ~ amp_ref, phase ~ 0.
+        for head in (self.amp_decoder.head, self.phase_decoder.head):
+            nn.init.normal_(head.weight, std=1e-3)
+            nn.init.zeros_(head.bias)
+        if cfg.object_support not in ("full", "central"):
+            raise ValueError(f"object_support must be 'full' or 'central', got {cfg.object_support!r}")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != self.cfg.channels or x.shape[-1] != self.cfg.N:
+            raise ValueError(f"network expects (B, {self.cfg.channels}, {self.cfg.N}, {self.cfg.N}) "
+                             f"input, got {tuple(x.shape)}")
+        z = x
+        for blk in self.encoder:
+            z = F.max_pool2d(blk(z), 2)
+        amp = self.cfg.amp_ref * F.softplus(self.amp_decoder(z)) / math.log(2.0)
+        phase = math.pi * torch.tanh(self.phase_decoder(z))
+        if amp.shape[-1] != self.cfg.N:          # central support: object is 0 outside N/2
+            q = (self.cfg.N - amp.shape[-1]) // 2
+            amp = F.pad(amp, (q, q, q, q))
+            phase = F.pad(phase, (q, q, q, q))
+        return amp, phase
