@@ -536,3 +536,18 @@ def test_compare_reconstruction_nonfinite_and_flat_phase_are_json_safe():
     assert out["phase"]["psnr"]["value"] is None
     assert_plain_json(out)
     json.dumps(out, allow_nan=False)
+
+
+def test_implausibly_large_registration_shift_is_reported_not_applied():
+    from ptychotrace.evaluate.metrics import compare_reconstruction
+
+    rng = np.random.default_rng(5)
+    truth = (1.0 + ndimage.gaussian_filter(rng.standard_normal((96, 96)), 3)).astype(np.complex64)
+    pred = np.roll(truth, (20, -25), axis=(0, 1))
+    covered = np.ones((96, 96), dtype=bool)
+    out = compare_reconstruction(pred, truth, covered, max_shift_px=8.0)
+    reg = out["registration"]
+    assert reg["applied"] is False and "exceeds" in reg["note"]
+    assert np.hypot(*reg["shift_px"]) > 8.0
+    applied = compare_reconstruction(pred, truth, covered, max_shift_px=None)
+    assert applied["registration"]["applied"] is True

@@ -37,7 +37,9 @@ propagates downstream.
                       by the label ratio (Y_amp / truth): a model that reproduces wrong labels is
                       explained by the labels, not by the model.
     coverage          (1 - coverage_fraction) / (1 - 0.5): low when coverage is below 50 %
-    evaluation_frame  registration |shift_px| / 2 px (largest of amplitude and phase)
+    evaluation_frame  registration |shift_px| / 2 px (largest of amplitude and phase); not assessed
+                      when the comparison refused the shift as unreliable (registration error
+                      >= 0.5 and the shift beyond its max_shift_px)
 
 Prediction scaling
 ------------------
@@ -78,6 +80,7 @@ THRESHOLDS = {
     "saturation_fraction": 0.05,
     "coverage_min_fraction": 0.5,
     "registration_shift_px": 2.0,
+    "registration_error_max": 0.5,
     "nan_score": 1000.0,
 }
 #: Tie-break order (upstream first) and human names of the diagnosis stages.
@@ -613,11 +616,19 @@ def _diagnose(s: Mapping[str, Any], md: Mapping[str, Any], cmp: Mapping[str, Any
     else:
         not_assessed["coverage"] = "no coverage_fraction recorded"
 
-    # evaluation frame
+    # evaluation frame. A shift the comparison refused as untrustworthy (the correlation peak is
+    # weak: registration error >= 0.5) is evidence of a poor prediction, not of a frame mismatch.
+    reg_error = _num(_dig(cmp, "registration", "error"))
+    refused = (_dig(cmp, "registration", "applied") is False
+               and "exceeds" in str(_dig(cmp, "registration", "note") or "")
+               and (reg_error is None or reg_error >= T["registration_error_max"]))
     shifts = {ch: _shift_magnitude(_dig(cmp, ch, "registration", "shift_px"))
               for ch in ("amplitude", "phase")}
     shifts = {k: v for k, v in shifts.items() if v is not None}
-    if shifts:
+    if refused:
+        not_assessed["evaluation_frame"] = (f"registration unreliable (error {reg_error}); shift "
+                                            "reported but not applied")
+    elif shifts:
         ch, mag = max(shifts.items(), key=lambda kv: kv[1])
         cands.append(_candidate("evaluation_frame", mag / T["registration_shift_px"],
                                 f"registration shift {mag:.3g} px ({ch})",

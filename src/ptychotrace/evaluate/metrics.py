@@ -207,7 +207,14 @@ def compare_channel(pred, truth, mask=None, data_range=None, channel: str = "amp
     return out
 
 
-def _registration(pred: np.ndarray, truth: np.ndarray, covered: np.ndarray, register: bool):
+#: Largest registration shift that is applied (pixels). Predictions are stitched in the object frame,
+#: so frames agree by construction; a larger "shift" means the correlation failed (e.g. a nearly
+#: flat prediction) and applying it would compare unrelated regions. It is still reported.
+REGISTRATION_MAX_SHIFT_PX = 8.0
+
+
+def _registration(pred: np.ndarray, truth: np.ndarray, covered: np.ndarray, register: bool,
+                  max_shift_px: float | None = REGISTRATION_MAX_SHIFT_PX):
     """Register pred (complex (H, W)) to truth by amplitude on the covered region.
 
     Returns (pred_aligned, covered_aligned, block). The data get the sub-pixel Fourier shift, the
@@ -238,6 +245,11 @@ def _registration(pred: np.ndarray, truth: np.ndarray, covered: np.ndarray, regi
     _num(block, "error", error, "not available")
     if float(np.hypot(*shift)) <= REGISTRATION_MIN_SHIFT_PX:
         return pred, covered, block
+    block["max_shift_px"] = max_shift_px
+    if max_shift_px is not None and float(np.hypot(*shift)) > max_shift_px:
+        block["note"] = (f"shift {float(np.hypot(*shift)):.2f} px exceeds max_shift_px {max_shift_px}; "
+                         "reported, not applied (the correlation is not trustworthy)")
+        return pred, covered, block
     fill = np.mean(pred[reg_mask])
     moved = apply_shift(np.where(reg_mask, pred, fill), shift)
     covered_moved = integer_shift_mask(covered, shift)
@@ -253,6 +265,7 @@ def compare_reconstruction(pred_complex, truth_complex, covered, *, register: bo
                            phase_ramp: bool = False, amplitude_scale_mode: str = "none",
                            recorded_scale=None, activation_bound=None,
                            amplitude_data_range=None, phase_data_range=None,
+                           max_shift_px: float | None = REGISTRATION_MAX_SHIFT_PX,
                            frc_window: str | None = "tukey") -> dict:
     """The standard comparison of a stitched complex prediction with the complex ground truth.
 
@@ -294,7 +307,7 @@ def compare_reconstruction(pred_complex, truth_complex, covered, *, register: bo
         range_check["applies_to"] = "prediction amplitude as produced, before registration and scale"
 
     # (a) registration
-    pred_r, cov_r, reg = _registration(pred, truth, cov, register)
+    pred_r, cov_r, reg = _registration(pred, truth, cov, register, max_shift_px)
 
     # (b) amplitude scale
     amp_p = np.abs(pred_r)

@@ -289,13 +289,14 @@ def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, 
     rec.set_block("prediction_scale", scale)
 
     factor = float(scale["value"]) if scale.get("applied") and scale.get("value") else 1.0
-    amp_unscaled = pred.amplitude.astype(np.float32)
+    cov = pred.covered
+    # Saved images hold values on the covered region only (0 elsewhere), scaled or not.
+    amp_unscaled = np.where(cov, pred.amplitude, 0).astype(np.float32)
     amp_scaled = amp_unscaled * np.float32(factor)
     vmax = cfg.evaluation.amp_vmax or float(np.abs(truth).max())
-    cov = pred.covered
     arts = []
     arts += [f"{INFERENCE_OUTPUTS}/{p}" for p in save_image(
-        inf, "amplitude", np.where(cov, amp_scaled, 0), f"predicted amplitude (x{factor:.4g})",
+        inf, "amplitude", amp_scaled, f"predicted amplitude (x{factor:.4g})",
         vmin=0, vmax=vmax, units="object amplitude")]
     write_npy_rel = save_image(inf, "amplitude_unscaled", amp_unscaled, "predicted amplitude "
                                "(unscaled)", vmin=0, vmax=vmax, units="object amplitude")
