@@ -1,0 +1,554 @@
+"""Native iterative ptychography with a known probe and known positions (the classical reference).
+
+Problem: find the object canvas ``O`` that explains the measured counts ``I_j`` of the chosen split
+through ``I_j ~ Poisson(|far_field(P * extract(O, x_j, y_j))|^2)``, with the physical probe ``P``
+and the positions fixed as given. Every operator is ptychotrace's own (``far_field`` /
+``inverse_far_field``, bilinear ``extract_patches`` and its exact adjoint ``scatter_patches``): the
+baseline and the PINN see the same forward model, so a difference between them is a difference of
+inversion, not of physics.
+
+Algorithms (``ALGORITHMS``):
+
+``lsqml`` (default): full-batch (or minibatch) least-squares maximum-likelihood update
+    (Odstrcil, Menzel & Guizar-Sicairos, Opt. Express 26, 3108 (2018), object-only form):
+    1. exit waves ``psi_j = P * O_j`` and far fields ``F_j``;
+    2. an exit-wave target from the likelihood (see ``LIKELIHOODS``): the far field's modulus is
+       moved towards the data, the phase is kept, ``chi_j = F^-1(F'_j) - psi_j``;
+    3. the object direction ``d = scatter(conj(P) chi) / (D + delta * max D)`` with the
+       illumination ``D = scatter(|P|^2)`` (the row sums of the normal matrix
+       ``E^H |P|^2 E``, which majorise it, so the step-1 update can never increase the surrogate);
+    4. the step ``beta`` that minimises ``sum_j ||chi_j - P * extract(beta d)_j||^2`` in closed
+       form (clipped to ``[0, BETA_MAX]``), then ``O += beta d``.
+    Why it is the default: the update is the exact least-squares solve of the overlap constraint
+    with a diagonal majoriser, so it is monotone and parameter-free apart from ``delta``; all
+    patterns are processed in one vectorised pass (2 FFTs, 2 extractions, 2 scatters per
+    iteration), which on a CPU is far cheaper per pattern than a Python loop over positions;
+    and the closed-form step (typically 1.3-2) over-relaxes the update where the
+    majoriser is loose, roughly halving the iterations of plain error reduction.
+``rpie``: regularised PIE (Maiden, Johnson & Li, Optica 4, 736 (2017)) in seeded random
+    minibatches of ``batch_size`` patterns (1 = classic sequential rPIE):
+    ``O += scatter(conj(P) chi) / ((1 - alpha) D_b + alpha max D_b)`` with ``D_b`` the
+    illumination of the minibatch, ``alpha`` = ``RPIE_ALPHA``. Sequential updates converge in
+    fewer epochs but cost a Python-level step per minibatch.
+``cdtools``: the optional CDTools (``cdtools-py``) FancyPtycho model with the probe, positions and
+    every other parameter frozen except the object; see :mod:`ptychotrace.baseline.cdtools_adapter`.
+    Not the default: it brings its own FFT convention (intensity-equivalent), its own sub-pixel
+    model (Fourier-shifted probe, not bilinear object interpolation, so it cannot fit our
+    simulated data exactly), a metre-based geometry that has to be faked, an Adam optimiser with a
+    learning rate to tune, and an extra dependency that CI does not install.
+
+Likelihoods (``LIKELIHOODS``) decide the far-field target ``F'``:
+
+``amplitude``: Gaussian noise on ``sqrt(I)`` (the variance-stabilised Poisson): modulus
+    projection ``F' = sqrt(I) F / |F|``. Cost ``mean((|F| - sqrt(I))^2)`` per detector pixel,
+    which is ~0.25 at the Poisson noise floor for counts >> 1.
+``poisson``: Poisson negative log-likelihood ``lam - I log lam``. The target is one Newton step in
+    the far-field modulus ``a = |F|``: ``F' = F * 2 I / (|F|^2 + I)``. It equals the modulus
+    projection at ``|F|^2 = I`` but never amplifies a modulus by more than 2 where the model is
+    near zero, which is what keeps the update stable on sparse low-dose patterns. Cost: the mean
+    half-deviance ``lam - I + I log(I / lam)`` per pixel (0 for a perfect fit, ~0.5 at the noise
+    floor for counts >> 1).
+``auto`` (default): ``poisson`` when the mean count per detector pixel is below
+    ``AUTO_POISSON_BELOW_MEAN_COUNT`` (low dose, where the Gaussian approximation of the
+    amplitude fails for pixels with 0-10 photons), ``amplitude`` above it.
+
+Regions: ``covered`` is exactly the PINN evaluation's coverage: the weights of
+``stitch_to_object_frame`` with the central ``window`` x ``window`` pixels of every patch (default
+20, the stitch window M), at the same positions, thresholded at ``COVERAGE_MIN_WEIGHT``. Both
+reconstructions are compared on the same pixels. ``illuminated`` is where the probe intensity
+summed over the scan, ``scatter(|P|^2)``, is at least ``ILLUMINATED_FRACTION`` of its maximum;
+outside it the data hardly constrain the object and the returned object is set to 0 there (like the
+stitcher's 0 where no patch reaches), so the full-canvas metrics treat both the same way.
+
+The object starts at 1 everywhere (no ground truth is used); only the chosen split's counts,
+positions and the dataset's probe enter the reconstruction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..data.dataset import Dataset
+from ..physics.forward import (
+    extract_patches,
+    far_field,
+    inverse_far_field,
+    required_pad,
+    scatter_patches,
+)
+from ..physics.stitching import COVERAGE_MIN_WEIGHT, stitch_to_object_frame
+
+ALGORITHMS = ("lsqml", "rpie", "cdtools")
+NATIVE_ALGORITHMS = ("lsqml", "rpie")
+LIKELIHOODS = ("amplitude", "poisson")
+DEFAULT_ALGORITHM = "lsqml"
+#: Default maximum iteration (epoch) counts, from the convergence study in docs/baseline.md.
+DEFAULT_ITERATIONS = {"lsqml": 100, "rpie": 40, "cdtools": 100}
+#: Default minibatch sizes (None = all patterns in one batch).
+DEFAULT_BATCH_SIZE = {"lsqml": None, "rpie": 16}
+#: rPIE regularisation alpha (Maiden et al. 2017 recommend 0.05-0.25 for the object).
+RPIE_ALPHA = 0.1
+#: LSQ-ML illumination regularisation, relative to the maximum illumination.
+LSQ_DELTA = 1e-3
+#: Upper clip of the closed-form LSQ step.
+BETA_MAX = 4.0
+#: Fraction of the maximum summed probe intensity from which a pixel counts as illuminated.
+ILLUMINATED_FRACTION = 1e-2
+#: Default fraction of every pixel's photons held out (binomial thinning) for early stopping.
+DEFAULT_HOLDOUT = 0.1
+#: Stop once the hold-out cost has not improved for this many iterations.
+DEFAULT_PATIENCE = 10
+#: Convergence: relative cost decrease per iteration, averaged over CONVERGENCE_WINDOW iterations.
+CONVERGENCE_TOL = 1e-3
+CONVERGENCE_WINDOW = 5
+#: Patterns per chunk of a full-batch pass (bounds memory at ~ chunk * N^2 * 40 bytes).
+CHUNK = 1024
+
+Progress = Callable[[int, int], None]
+
+_COST_UNITS = {
+    "amplitude": "mean (|F| - sqrt(I))^2 per detector pixel (~0.25 at the noise floor for counts "
+                 ">> 1, less at low counts)",
+    "poisson": "mean half-deviance lam - I + I log(I/lam) per detector pixel (~0.5 at the noise "
+               "floor for counts >> 1)",
+    "cdtools": "CDTools loss per detector pixel",
+}
+
+
+@dataclass
+class BaselineResult:
+    """An iterative reconstruction in the object frame.
+
+    obj: (H, W) complex64 object (0 outside ``illuminated``);
+    covered: (H, W) bool PINN-consistent coverage (stitch weights of the central window);
+    illumination: (H, W) float32 summed probe intensity ``scatter(|P|^2)`` in photons;
+    illuminated: (H, W) bool, ``illumination >= ILLUMINATED_FRACTION * max``;
+    cost_history: the fit cost at iterates 0 (the initial ones) .. ``iterations`` (likelihood-specific,
+    per detector pixel, see the module docstring), full batch, so ``len == iterations + 1``;
+    holdout_history: the Poisson half-deviance of the held-out photons at the same iterates (empty
+    without a hold-out); best_iteration: the iterate returned (lowest hold-out cost, else the last).
+    """
+
+    obj: np.ndarray
+    covered: np.ndarray
+    illumination: np.ndarray
+    illuminated: np.ndarray
+    cost_history: list[float]
+    algorithm: str
+    likelihood: str
+    split: str
+    indices: np.ndarray
+    iterations: int
+    best_iteration: int
+    converged_iteration: int | None
+    wall_time_s: float
+    stop_reason: str = "iterations"
+    holdout_history: list[float] = field(default_factory=list)
+    step_history: list[float] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def n_patterns(self) -> int:
+        return int(len(self.indices))
+
+    @property
+    def patterns_per_second(self) -> float:
+        """Pattern updates per second: patterns * iterations run / wall time."""
+        return self.n_patterns * self.iterations / max(self.wall_time_s, 1e-12)
+
+    @property
+    def seconds_per_pattern(self) -> float:
+        """Wall time per reconstructed pattern (all iterations included)."""
+        return self.wall_time_s / max(self.n_patterns, 1)
+
+    @property
+    def covered_illuminated(self) -> np.ndarray:
+        """Pixels both in the PINN's coverage and actually illuminated by the probe."""
+        return self.covered & self.illuminated
+
+    def summary(self) -> dict:
+        """JSON-serialisable description (no arrays)."""
+        return {
+            "algorithm": self.algorithm, "likelihood": self.likelihood, "split": self.split,
+            "n_patterns": self.n_patterns, "iterations": self.iterations,
+            "best_iteration": self.best_iteration, "stop_reason": self.stop_reason,
+            "converged_iteration": self.converged_iteration,
+            "convergence_rule": f"mean relative fit-cost decrease over {CONVERGENCE_WINDOW} "
+                                f"iterations < {CONVERGENCE_TOL:g}",
+            "wall_time_s": self.wall_time_s,
+            "patterns_per_second": self.patterns_per_second,
+            "seconds_per_pattern": self.seconds_per_pattern,
+            "seconds_per_iteration": self.wall_time_s / max(self.iterations, 1),
+            "cost_units": _COST_UNITS.get(self.likelihood, ""),
+            "cost_initial": self.cost_history[0] if self.cost_history else None,
+            "cost_final": self.cost_history[-1] if self.cost_history else None,
+            "cost_history": list(self.cost_history),
+            "holdout_units": "mean Poisson half-deviance of the held-out photons per detector pixel",
+            "holdout_history": list(self.holdout_history),
+            "step_history": list(self.step_history),
+            "coverage_fraction": float(self.covered.mean()),
+            "illuminated_fraction": float(self.illuminated.mean()),
+            "covered_illuminated_fraction": float(self.covered_illuminated.mean()),
+            "coverage_rule": f"stitch_to_object_frame weights of the central "
+                             f"{self.params.get('window')} px window >= {COVERAGE_MIN_WEIGHT} "
+                             "(the PINN's evaluation region)",
+            "illuminated_rule": f"scatter(|P|^2) >= {ILLUMINATED_FRACTION:g} * max; the object is "
+                                "set to 0 outside",
+            "initial_object": "ones",
+            "params": dict(self.params),
+        }
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """The split's data on torch, positions shifted onto the padded canvas.
+
+    ``probe`` is the probe seen by the fitted photons: ``sqrt(1 - holdout) * P`` (thinning keeps
+    a fraction of the photons, which scales every expected count by it)."""
+
+    probe: torch.Tensor                # (N, N) complex64, sqrt(photons)
+    counts: torch.Tensor               # (P, N, N) float32, fitted photons
+    sqrt_counts: torch.Tensor          # (P, N, N) float32
+    holdout_counts: torch.Tensor | None  # (P, N, N) float32 held-out photons, or None
+    holdout_ratio: float               # E[held-out] / E[fitted] = h / (1 - h)
+    xs: torch.Tensor                   # (P,) float64, padded-canvas pixels
+    ys: torch.Tensor
+    canvas_shape: tuple[int, int]
+    object_shape: tuple[int, int]
+    pad: int
+
+
+def select_indices(ds: Dataset, split: str, group_limit: int | None) -> np.ndarray:
+    """Indices of the split's patterns in dataset order, the first ``group_limit`` of them."""
+    if split == "all":
+        idx = np.arange(ds.n_patterns)
+    elif split in ("train", "test"):
+        idx = ds.indices(split)
+    else:
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if len(idx) == 0:
+        raise ValueError(f"the dataset has no '{split}' patterns")
+    if group_limit is not None:
+        if group_limit < 1:
+            raise ValueError(f"group_limit must be >= 1, got {group_limit}")
+        idx = idx[:group_limit]
+    return idx
+
+
+def object_shape_of(ds: Dataset) -> tuple[int, int]:
+    """(H, W) of the object frame: the ground truth's shape, else the metadata's object size, else
+    the smallest frame that holds every position."""
+    if ds.obj is not None:
+        return int(ds.obj.shape[0]), int(ds.obj.shape[1])
+    size = (ds.metadata.get("simulation") or {}).get("object_size")
+    if size:
+        return int(size), int(size)
+    return int(math.ceil(ds.ycoords.max())) + 1, int(math.ceil(ds.xcoords.max())) + 1
+
+
+def split_photons(counts: np.ndarray, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Binomial thinning: ``I = I_fit + I_out`` with ``I_out ~ Binomial(I, holdout)``.
+
+    For Poisson counts the two parts are *independent* Poisson draws with means
+    ``(1 - holdout) lam`` and ``holdout * lam``, so the held-out photons test the model without
+    having been fitted. Requires integer counts."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
+    n = np.rint(counts).astype(np.int64)
+    out = rng.binomial(n, holdout).astype(np.float32)
+    return (n - out).astype(np.float32), out
+
+
+def holdout_reason(counts: np.ndarray, holdout: float) -> str | None:
+    """Why the hold-out cannot be used (None if it can)."""
+    if holdout <= 0:
+        return "disabled (holdout=0)"
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+    # files store sqrt(counts) in float32, so integers come back within float rounding
+    if not np.allclose(counts, np.rint(counts), rtol=1e-5, atol=1e-3):
+        return "counts are not integers (noise-free or background-subtracted data): no thinning"
+    return None
+
+
+def _problem(ds: Dataset, idx: np.ndarray, object_shape: tuple[int, int], holdout: float,
+             seed: int) -> tuple[_Problem, str | None]:
+    n = ds.patch_size
+    pad = required_pad(n)
+    h, w = object_shape
+    counts = np.ascontiguousarray(ds.counts[idx], dtype=np.float32)
+    reason = holdout_reason(counts, holdout)
+    probe = np.asarray(ds.probe, dtype=np.complex64)
+    held = None
+    ratio = 0.0
+    if reason is None:
+        counts, held_np = split_photons(counts, holdout, seed)
+        held = torch.from_numpy(held_np)
+        probe = (probe * np.float32(math.sqrt(1.0 - holdout))).astype(np.complex64)
+        ratio = holdout / (1.0 - holdout)
+    fit = torch.from_numpy(counts)
+    return _Problem(
+        probe=torch.from_numpy(probe), counts=fit, sqrt_counts=fit.sqrt(), holdout_counts=held,
+        holdout_ratio=ratio,
+        xs=torch.from_numpy(ds.xcoords[idx].astype(np.float64) + pad),
+        ys=torch.from_numpy(ds.ycoords[idx].astype(np.float64) + pad),
+        canvas_shape=(h + 2 * pad, w + 2 * pad), object_shape=(h, w), pad=pad), reason
+
+
+def check_likelihood(likelihood: str) -> str:
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    return likelihood
+
+
+# --------------------------------------------------------------------------------------------
+# Costs and exit-wave targets
+# --------------------------------------------------------------------------------------------
+def _half_deviance(lam: torch.Tensor, counts: torch.Tensor) -> float:
+    """sum(lam - I + I log(I / lam)) in float64 (0 for a perfect fit)."""
+    lam64 = lam.to(torch.float64).clamp_min(1e-12)
+    i64 = counts.to(torch.float64)
+    log_term = torch.where(i64 > 0, i64 * torch.log(i64.clamp_min(1e-300) / lam64),
+                           torch.zeros_like(i64))
+    return float((lam64 - i64 + log_term).sum())
+
+
+def _pass(obj: torch.Tensor, prob: _Problem, sel: torch.Tensor, likelihood: str,
+          want_residual: bool):
+    """Forward pass on the selected patterns.
+
+    Returns (chi or None, fit cost sum, hold-out cost sum, xs, ys) where
+    chi = exit-wave target - exit wave (the likelihood's target, see the module docstring)."""
+    n = prob.probe.shape[-1]
+    xs, ys = prob.xs[sel], prob.ys[sel]
+    psi = prob.probe * extract_patches(obj, xs, ys, n)
+    f = far_field(psi)
+    lam = f.real.square() + f.imag.square()
+    counts, sqrt_counts = prob.counts[sel], prob.sqrt_counts[sel]
+    held = 0.0
+    if prob.holdout_counts is not None:
+        held = _half_deviance(lam * prob.holdout_ratio, prob.holdout_counts[sel])
+    if likelihood == "amplitude":
+        amp = lam.sqrt()
+        cost = float((amp - sqrt_counts).to(torch.float64).square().sum())
+        # modulus projection F' = sqrt(I) F / |F|; where the model is exactly 0 take phase 0
+        ratio = sqrt_counts / amp.clamp_min(1e-30)
+    else:
+        cost = _half_deviance(lam, counts)
+        # one Newton step in the modulus of the Poisson NLL: F' = F * 2I / (|F|^2 + I)
+        ratio = 2.0 * counts / (lam + counts).clamp_min(1e-30)
+    if not want_residual:
+        return None, cost, held, xs, ys
+    target = torch.where(lam > 0, f * ratio, sqrt_counts.to(f.dtype))
+    chi = inverse_far_field(target) - psi
+    return chi, cost, held, xs, ys
+
+
+def illumination_map(probe: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor,
+                     canvas_shape: tuple[int, int]) -> torch.Tensor:
+    """scatter(|P|^2) over the given positions: summed probe intensity per canvas pixel."""
+    p2 = (probe.real.square() + probe.imag.square()).to(torch.float32)
+    return scatter_patches(p2.expand(len(xs), *p2.shape), xs, ys, canvas_shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Algorithms
+# --------------------------------------------------------------------------------------------
+def _chunks(n: int):
+    for start in range(0, n, CHUNK):
+        yield torch.arange(start, min(start + CHUNK, n))
+
+
+def _full_pass(obj, prob: _Problem, likelihood: str, want_residual: bool):
+    """All patterns in chunks: (list of (chi, xs, ys), fit cost sum, hold-out cost sum)."""
+    parts, cost, held = [], 0.0, 0.0
+    for sel in _chunks(len(prob.xs)):
+        chi, c, h, xs, ys = _pass(obj, prob, sel, likelihood, want_residual)
+        cost += c
+        held += h
+        parts.append((chi, xs, ys))
+    return parts, cost, held
+
+
+def _lsqml_update(obj, prob: _Problem, parts, den) -> tuple[torch.Tensor, float]:
+    """Preconditioned direction and closed-form LSQ step from the residuals of a full pass."""
+    n = prob.probe.shape[-1]
+    conj_p = prob.probe.conj()
+    grad = None
+    for chi, xs, ys in parts:
+        g = scatter_patches(conj_p * chi, xs, ys, prob.canvas_shape)
+        grad = g if grad is None else grad + g
+    direction = grad / den
+    num = den_step = 0.0
+    for chi, xs, ys in parts:
+        dpsi = prob.probe * extract_patches(direction, xs, ys, n)
+        num += float((dpsi.conj() * chi).real.to(torch.float64).sum())
+        den_step += float((dpsi.real.square() + dpsi.imag.square()).to(torch.float64).sum())
+    beta = min(max(num / den_step, 0.0), BETA_MAX) if den_step > 0 else 0.0
+    return obj + beta * direction, beta
+
+
+def _rpie_epoch(obj, prob: _Problem, likelihood: str, batch_size: int,
+                gen: torch.Generator) -> torch.Tensor:
+    """One epoch of minibatch rPIE in a seeded random order."""
+    conj_p = prob.probe.conj()
+    order = torch.randperm(len(prob.xs), generator=gen)
+    for start in range(0, len(order), batch_size):
+        sel = order[start:start + batch_size]
+        chi, _, _, xs, ys = _pass(obj, prob, sel, likelihood, True)
+        d = illumination_map(prob.probe, xs, ys, prob.canvas_shape)
+        den = (1 - RPIE_ALPHA) * d + RPIE_ALPHA * float(d.max())
+        obj = obj + scatter_patches(conj_p * chi, xs, ys, prob.canvas_shape) / den
+    return obj
+
+
+def converged_at(costs: list[float], tol: float = CONVERGENCE_TOL,
+                 window: int = CONVERGENCE_WINDOW) -> int | None:
+    """First iterate k at which the mean relative cost decrease over the previous ``window``
+    iterations fell below ``tol`` (None if never). ``costs[k]`` is the cost after k updates."""
+    for k in range(window, len(costs)):
+        prev, cur = costs[k - window], costs[k]
+        if prev <= 0 or (prev - cur) / (abs(prev) * window) < tol:
+            return k
+    return None
+
+
+def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
+                algorithm: str = DEFAULT_ALGORITHM, group_limit: int | None = None, seed: int = 0,
+                progress: Progress | None = None, *, likelihood: str = "amplitude",
+                batch_size: int | None = -1, holdout: float = DEFAULT_HOLDOUT,
+                patience: int | None = DEFAULT_PATIENCE, delta: float = LSQ_DELTA, window: int = 20,
+                tol: float | None = None,
+                callback: Callable[[int, np.ndarray], None] | None = None) -> BaselineResult:
+    """Reconstruct the object from ``split``'s patterns with the dataset's probe and positions.
+
+    iterations: maximum epochs over the split (default ``DEFAULT_ITERATIONS[algorithm]``);
+    group_limit: use only the first ``group_limit`` patterns of the split (dataset order);
+    likelihood: ``auto`` | ``amplitude`` | ``poisson`` (module docstring);
+    batch_size: rPIE patterns per update (-1 = default ``DEFAULT_BATCH_SIZE``); LSQ-ML is full batch;
+    holdout: fraction of every pixel's photons held out by binomial thinning (0 = none); the
+    iterate with the lowest held-out Poisson deviance is returned, and the run stops after
+    ``patience`` iterations without improvement (None = never stop early);
+    window: stitch window M that defines ``covered`` (the PINN's evaluation region);
+    tol: also stop once :func:`converged_at` with this tolerance fires (None = off;
+    ``converged_iteration`` is reported either way with ``CONVERGENCE_TOL``);
+    callback: ``callback(k, object_frame)`` at every iterate k = 0.. with the current (H, W) complex
+    object, for convergence studies.
+    Deterministic for a fixed seed (the seed drives the photon split and the rPIE order).
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    iterations = DEFAULT_ITERATIONS[algorithm] if iterations is None else int(iterations)
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    idx = select_indices(ds, split, group_limit)
+    object_shape = object_shape_of(ds)
+    if algorithm == "cdtools":
+        from .cdtools_adapter import reconstruct_cdtools
+
+        return reconstruct_cdtools(ds, idx, object_shape, split=split, iterations=iterations,
+                                   seed=seed, progress=progress, likelihood=likelihood,
+                                   window=window)
+    if batch_size == -1:
+        batch_size = DEFAULT_BATCH_SIZE[algorithm]
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+    if algorithm == "lsqml" and batch_size is not None:
+        raise ValueError("lsqml is a full-batch method; batch_size applies to rpie only")
+
+    t0 = time.perf_counter()
+    prob, holdout_note = _problem(ds, idx, object_shape, holdout, seed)
+    lik = check_likelihood(likelihood)
+    gen = torch.Generator().manual_seed(int(seed))
+    n_pix = float(len(idx) * ds.patch_size ** 2)
+    crop = (slice(prob.pad, prob.pad + object_shape[0]), slice(prob.pad, prob.pad + object_shape[1]))
+    costs: list[float] = []
+    held_costs: list[float] = []
+    steps: list[float] = []
+    stop_reason = "iterations"
+    with torch.no_grad():
+        full_illum = illumination_map(prob.probe, prob.xs, prob.ys, prob.canvas_shape)
+        lsq_den = full_illum + delta * float(full_illum.max())
+        illuminated_canvas = full_illum >= ILLUMINATED_FRACTION * float(full_illum.max())
+        zero = torch.zeros((), dtype=torch.complex64)
+        obj = torch.ones(prob.canvas_shape, dtype=torch.complex64)
+        best_obj, best_k, best_held = obj, 0, math.inf
+        for k in range(iterations + 1):
+            last = k == iterations
+            parts, cost, held = _full_pass(obj, prob, lik, want_residual=(algorithm == "lsqml"
+                                                                          and not last))
+            costs.append(cost / n_pix)
+            if prob.holdout_counts is not None:
+                held_costs.append(held / n_pix)
+            if not math.isfinite(costs[-1]) or not bool(torch.isfinite(obj).all()):
+                raise FloatingPointError(f"baseline diverged at iterate {k} (cost {costs[-1]})")
+            if prob.holdout_counts is None or held_costs[-1] < best_held:
+                best_obj, best_k = obj, k
+                best_held = held_costs[-1] if held_costs else math.inf
+            if callback is not None:
+                callback(k, torch.where(illuminated_canvas, obj, zero)[crop].numpy().copy())
+            if k > 0 and progress:
+                progress(k, iterations)
+            if last:
+                break
+            if (prob.holdout_counts is not None and patience is not None
+                    and k - best_k >= patience):
+                stop_reason = f"hold-out cost did not improve for {patience} iterations"
+                break
+            if tol is not None and converged_at(costs, tol) is not None:
+                stop_reason = f"fit cost converged (tol {tol:g})"
+                break
+            if algorithm == "lsqml":
+                obj, beta = _lsqml_update(obj, prob, parts, lsq_den)
+                steps.append(beta)
+            else:
+                obj = _rpie_epoch(obj, prob, lik, batch_size or len(idx), gen)
+        # report the illumination of all the photons (the fitted probe carries 1 - holdout of them)
+        illum = full_illum[crop] / (1.0 - (holdout if holdout_note is None else 0.0))
+        illuminated = illuminated_canvas[crop]
+        obj_frame = torch.where(illuminated, best_obj[crop], zero)
+    wall = time.perf_counter() - t0
+    window_used = min(int(window), ds.patch_size)
+    covered = coverage_mask(ds, idx, object_shape, window_used)
+    params = {
+        "batch_size": batch_size, "seed": int(seed), "window": window_used,
+        "window_requested": int(window),
+        "group_limit": group_limit, "tol": tol, "likelihood_requested": likelihood,
+        "holdout": holdout if holdout_note is None else 0.0, "holdout_note": holdout_note,
+        "patience": patience,
+        "rpie_alpha": RPIE_ALPHA if algorithm == "rpie" else None,
+        "lsq_delta": delta if algorithm == "lsqml" else None,
+        "beta_max": BETA_MAX if algorithm == "lsqml" else None,
+        "torch_threads": torch.get_num_threads(),
+        "photons_per_pattern": float(np.asarray(ds.counts[idx], dtype=np.float64).sum((1, 2)).mean()),
+        "mean_counts_per_pixel": float(np.asarray(ds.counts[idx], dtype=np.float64).mean()),
+    }
+    return BaselineResult(
+        obj=obj_frame.numpy().astype(np.complex64), covered=covered,
+        illumination=illum.numpy().astype(np.float32), illuminated=illuminated.numpy(),
+        cost_history=costs, algorithm=algorithm, likelihood=lik, split=split, indices=idx,
+        iterations=len(costs) - 1, best_iteration=best_k, converged_iteration=converged_at(costs),
+        wall_time_s=wall, stop_reason=stop_reason, holdout_history=held_costs,
+        step_history=steps, params=params)
+
+
+def coverage_mask(ds: Dataset, idx: np.ndarray, object_shape: tuple[int, int],
+                  window: int) -> np.ndarray:
+    """The PINN evaluation's coverage: stitch weights of the central window >= the threshold."""
+    n = ds.patch_size
+    ones = torch.ones(len(idx), n, n, dtype=torch.float32)
+    st = stitch_to_object_frame(ones, torch.from_numpy(ds.xcoords[idx].astype(np.float64)),
+                                torch.from_numpy(ds.ycoords[idx].astype(np.float64)),
+                                object_shape, window)
+    return st.covered.numpy().astype(bool)
+
+
+__all__ = ["ALGORITHMS", "NATIVE_ALGORITHMS", "LIKELIHOODS", "DEFAULT_ALGORITHM",
+           "DEFAULT_ITERATIONS", "BaselineResult", "reconstruct", "coverage_mask",
+           "illumination_map", "converged_at", "select_indices", "object_shape_of",
+           "check_likelihood", "split_photons"]
