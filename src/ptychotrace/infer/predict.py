@@ -360,9 +360,9 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
     unit = torch.as_tensor(np.exp(1j * np.angle(flat)).astype(np.complex64))
     st_ph = stitch_to_object_frame(unit, torch.as_tensor(xs), torch.as_tensor(ys), shape,
                                    cfg.stitch_window)
-    amplitude = st.image.numpy().astype(np.float32)
-    phase = np.where(st.covered.numpy(), np.angle(st_ph.image.numpy()), 0.0).astype(np.float32)
     covered = st.covered.numpy()
+    amplitude = np.where(covered, st.image.numpy(), 0.0).astype(np.float32)
+    phase = np.where(covered, np.angle(st_ph.image.numpy()), 0.0).astype(np.float32)
     seconds["stitch"] = time.perf_counter() - t1
     refine_steps = int(cfg.refine_steps)
     if refine_steps > 0:
