@@ -1,0 +1,242 @@
+"""The report's figures, drawn with matplotlib's object API on an Agg canvas (no pyplot, no global
+backend switch) and returned as PNG bytes: an image panel from a ``.npy`` array, the training
+curves of ``history.json`` and the FRC curves of ``comparison_metrics.json``.
+
+Each function takes plain values (arrays, dicts) and returns the PNG bytes, or ``None`` when there
+is nothing to draw.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["image_png", "training_curves_png", "frc_png", "is_loss_metric", "PNG_SIGNATURE"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Metric names (without a ``val_`` prefix) drawn with a log y axis.
+LOSS_NAMES = ("loss", "nll", "mae", "realspace")
+_DPI = 100
+
+
+def _figure(width: float, height: float):
+    """A figure on its own Agg canvas. Axes are placed by hand (subplots_adjust / add_axes):
+    constrained layout doubles the drawing time and the report draws up to ten figures."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    return buf.getvalue()
+
+
+def _finite_or_nan(values: Sequence[Any]) -> np.ndarray:
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[i] = float(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# images
+# --------------------------------------------------------------------------------------------
+def image_png(array: np.ndarray, title: str, kind: str, unit: str,
+              limits: tuple[float, float] | None = None) -> bytes | None:
+    """One image panel with a colour bar.
+
+    kind: "amplitude" (viridis), "phase" (twilight, a cyclic map for radians) or "difference"
+    (RdBu_r, symmetric about 0 at the 99th percentile of |value|). ``limits`` fixes the colour
+    range (so truth and prediction share one); otherwise the finite min and max are used.
+    Non-finite pixels are drawn transparent. Returns None when no pixel is finite.
+    """
+    a = np.asarray(array, dtype=np.float64)
+    a = np.squeeze(a)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {np.shape(array)}")
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return None
+    if kind == "difference":
+        half = float(np.percentile(np.abs(finite), 99)) or float(np.max(np.abs(finite))) or 1.0
+        vmin, vmax, cmap = -half, half, "RdBu_r"
+    else:
+        vmin, vmax = limits if limits is not None else (float(finite.min()), float(finite.max()))
+        cmap = "twilight" if kind == "phase" else "viridis"
+    if vmin == vmax:  # a constant image still gets a readable colour bar
+        vmin, vmax = vmin - 0.5, vmax + 0.5
+    aspect = min(max(a.shape[1] / a.shape[0], 0.6), 1.6)
+    height = 3.2
+    width = 2.5 * aspect + 1.5  # image + margins + colour bar (inches)
+    fig = _figure(width, height)
+    ax = fig.add_axes((0.55 / width, 0.42 / height, 2.5 * aspect / width, 2.5 / height))
+    cax = fig.add_axes(((0.55 + 2.5 * aspect + 0.12) / width, 0.42 / height, 0.12 / width,
+                        2.5 / height))
+    im = ax.imshow(np.ma.masked_invalid(a), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+                   aspect="auto")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("x (px)", fontsize=8, labelpad=1)
+    ax.set_ylabel("y (px)", fontsize=8, labelpad=1)
+    ax.tick_params(labelsize=7)
+    cb = fig.colorbar(im, cax=cax)
+    cb.set_label(unit, fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# training curves
+# --------------------------------------------------------------------------------------------
+def is_loss_metric(name: str) -> bool:
+    base = name.removeprefix("val_")
+    return base in LOSS_NAMES or "loss" in base
+
+
+def _plain_log_formatter(**kwargs):
+    """matplotlib's LogFormatter (it decides which ticks get a label) printing "0.6", not "6e-01"."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def __call__(self, x, pos=None):
+            return f"{x:.3g}" if super().__call__(x, pos) else ""
+
+    return PlainLogFormatter(**kwargs)
+
+
+def training_curves_png(history: Mapping[str, Any]) -> tuple[bytes | None, list[str]]:
+    """Small multiples, one panel per metric (its ``val_`` twin dashed in the same panel), against
+    the epoch. Losses get a log y axis when all their values are positive (otherwise linear, and
+    a note says so). Null (non-finite) values are gaps, marked with a red tick on the x axis.
+
+    ``history``: {"metrics": {name: [value per epoch]}, "epochs": [...]} (epochs default to
+    1..n). Returns (PNG bytes or None when there is no metric, notes).
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    metrics = history.get("metrics") if isinstance(history, Mapping) else None
+    if not isinstance(metrics, Mapping) or not metrics:
+        return None, ["history.json has no metrics"]
+    series = {k: v for k, v in metrics.items() if isinstance(v, list) and v}
+    if not series:
+        return None, ["history.json holds no values"]
+    n_max = max(len(v) for v in series.values())
+    epochs = history.get("epochs")
+    if not (isinstance(epochs, list) and len(epochs) == n_max):
+        epochs = list(range(1, n_max + 1))
+    x_all = np.asarray(_finite_or_nan(epochs))
+
+    panels: dict[str, list[str]] = {}
+    for name in series:
+        base = name.removeprefix("val_")
+        panels.setdefault(base if base in series else name, []).append(name)
+    notes: list[str] = []
+    n = len(panels)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig = _figure(4.0 * ncols, 2.7 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False,
+                        gridspec_kw={"left": 0.6 / (4.0 * ncols), "right": 1 - 0.15 / (4.0 * ncols),
+                                     "bottom": 0.45 / (2.7 * nrows), "top": 1 - 0.3 / (2.7 * nrows),
+                                     "wspace": 0.28, "hspace": 0.55}).ravel()
+    for ax, (panel, names) in zip(axes, panels.items(), strict=False):
+        all_vals: list[float] = []
+        for name in sorted(names, key=lambda s: s.startswith("val_")):
+            y = _finite_or_nan(series[name])
+            x = x_all[: len(y)]
+            val = name.startswith("val_") and name != panel
+            ax.plot(x, y, linestyle="--" if val else "-", marker="o", markersize=2.5,
+                    linewidth=1.4, label="validation" if val else "train")
+            gaps = x[np.isnan(y)]
+            if gaps.size:
+                ax.plot(gaps, np.zeros_like(gaps), "|", color="red", markersize=10,
+                        transform=ax.get_xaxis_transform(), clip_on=False)
+                notes.append(f"{name}: {gaps.size} non-finite value(s), first at epoch "
+                             f"{gaps[0]:g} (red ticks)")
+            all_vals += [v for v in y if not math.isnan(v)]
+        title = panel
+        if is_loss_metric(panel) and all_vals:
+            if min(all_vals) > 0:
+                ax.set_yscale("log")
+                # plain numbers ("0.6") rather than "6 x 10^-1" on the ticks
+                ax.yaxis.set_major_formatter(_plain_log_formatter())
+                # label a few minor ticks when the range is under a decade, never all of them
+                ax.yaxis.set_minor_formatter(_plain_log_formatter(labelOnlyBase=False,
+                                                                  minor_thresholds=(1, 0)))
+                title += " (log y)"
+            else:
+                notes.append(f"{panel}: linear y axis (values <= 0 cannot go on a log axis)")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        finite_x = x_all[np.isfinite(x_all)]
+        if finite_x.size and finite_x.min() == finite_x.max():  # one epoch: a readable axis
+            ax.set_xlim(finite_x.min() - 1, finite_x.max() + 1)
+        ax.tick_params(labelsize=7, which="both")
+        ax.grid(True, alpha=0.3, which="both")
+        if len(names) > 1:
+            ax.legend(fontsize=7)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return _png(fig), notes
+
+
+# --------------------------------------------------------------------------------------------
+# FRC
+# --------------------------------------------------------------------------------------------
+def _curve_arrays(curve: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    if not isinstance(curve, list):
+        return None
+    rows = [c for c in curve if isinstance(c, Mapping)]
+    if not rows:
+        return None
+    f = _finite_or_nan([c.get("spatial_frequency") for c in rows])
+    v = _finite_or_nan([c.get("frc") for c in rows])
+    t = _finite_or_nan([c.get("half_bit_threshold") for c in rows])
+    return (f, v, t) if np.isfinite(f).any() else None
+
+
+def frc_png(channels: Mapping[str, Mapping[str, Any] | None]) -> bytes | None:
+    """One panel per channel ({"amplitude": frc block, "phase": frc block}): the FRC curve, the
+    1/2-bit threshold, the 0.5 line, and vertical markers at the recorded crossings (labelled
+    with the resolution in pixels). Returns None when no channel has a curve."""
+    usable = {ch: (blk, _curve_arrays(blk.get("curve"))) for ch, blk in channels.items()
+              if isinstance(blk, Mapping)}
+    usable = {ch: v for ch, v in usable.items() if v[1] is not None}
+    if not usable:
+        return None
+    width = 5.0 * len(usable)
+    fig = _figure(width, 3.4)
+    axes = fig.subplots(1, len(usable), squeeze=False,
+                        gridspec_kw={"left": 0.55 / width, "right": 1 - 0.15 / width,
+                                     "bottom": 0.14, "top": 0.91, "wspace": 0.22}).ravel()
+    for ax, (ch, (blk, (f, v, t))) in zip(axes, usable.items(), strict=True):
+        ax.plot(f, v, color="#1f5fbf", linewidth=1.6, label="FRC")
+        ax.plot(f, t, color="#d9822b", linestyle="--", linewidth=1.2, label="1/2-bit threshold")
+        ax.axhline(0.5, color="#666666", linestyle=":", linewidth=1.2, label="0.5")
+        for key, res_key, color in (("half_bit_crossing_frequency", "half_bit_resolution", "#d9822b"),
+                                    ("frc50_crossing_frequency", "frc50", "#666666")):
+            fc, res = blk.get(key), blk.get(res_key)
+            if isinstance(fc, (int, float)) and math.isfinite(fc):
+                label = f"{'1/2-bit' if res_key.startswith('half') else 'FRC 0.5'}: " \
+                        f"{res:.3g} px" if isinstance(res, (int, float)) else None
+                ax.axvline(fc, color=color, linewidth=0.9, alpha=0.8, label=label)
+        low = float(np.nanmin(v)) if np.isfinite(v).any() else 0.0
+        ax.set_ylim(min(-0.05, low - 0.05), 1.05)
+        ax.set_xlim(0, max(0.5, float(np.nanmax(f))))
+        ax.set_title(f"{ch} FRC", fontsize=10)
+        ax.set_xlabel("spatial frequency (cycles/pixel)", fontsize=8)
+        ax.set_ylabel("FRC", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    return _png(fig)
