@@ -21,7 +21,7 @@ from ..simulate import simulate, split_stats
 from ..telemetry.recorder import RunRecorder, collect_provenance, prepare_run_dir
 from ..telemetry.scale_chain import intensity_scale_block, label_vs_truth, record_training_label_stats
 from ..telemetry.stats import array_stats
-from ..telemetry.writers import write_json, write_text
+from ..telemetry.writers import write_json, write_npy, write_text
 from .artifacts import save_image
 
 TRAIN_OUTPUTS = "train_outputs"
@@ -44,6 +44,7 @@ class RunRequest:
     force: bool = False
     progress: bool = True
     dataset: Dataset | None = None        # an in-memory dataset (sweeps reuse one for the baseline)
+    dataset_record: dict[str, Any] | None = None  # simulate()'s record for that dataset, if any
     faults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,8 +79,11 @@ def _amplitude_stage_meta(count: int, gridsize: int, group_limit: int | None, **
 def _stage_data(req: RunRequest, rec: RunRecorder, log) -> Dataset:
     cfg = req.config
     if req.dataset is not None:
-        ds, record = req.dataset, None
-        source = {"type": "in_memory", "path": None, "sha256": None}
+        ds = req.dataset
+        record = _record_from_dataset(ds)
+        record.update({k: v for k, v in (req.dataset_record or {}).items() if v is not None})
+        source = {"type": "simulated" if req.dataset_record else "in_memory", "path": None,
+                  "sha256": None, "note": "dataset handed over in memory (e.g. by a sweep)"}
     elif req.data_path is not None:
         ds = load_dataset(req.data_path, **req.data_options)
         record = None
@@ -316,6 +320,8 @@ def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, 
                        cmap="RdBu_r", vmin=-dmax, vmax=dmax, units="object amplitude")
     arts += save_image(out, "phase_diff", phase_diff, "phase: prediction - truth (wrapped, offset "
                        "removed)", cmap="RdBu_r", vmin=-np.pi, vmax=np.pi, units="rad")
+    write_npy(inf / "coverage_weight.npy", pred.weight.astype(np.float32))
+    arts.append(f"{INFERENCE_OUTPUTS}/coverage_weight.npy")
     write_json(inf / "prediction_scale.json", scale)
     stats = {
         "amplitude": _simple_stats(amp_scaled[cov]), "phase": _simple_stats(pred.phase[cov]),

@@ -24,10 +24,9 @@ own evaluation settings (sub-pixel registration, phase ramp, amplitude scale mod
 scale is 1 for the baseline, whose object is in object units by construction) on the PINN's
 covered region. The baseline reconstructs the *whole* test split (no ``group_limit``), so its own
 coverage can be larger than the PINN's when ``--group-limit`` is used; the PINN's mask is used
-whenever the PINN run of the point succeeded (read from ``inference_outputs/covered.npy`` if the run
-wrote one, else derived as the non-zero pixels of ``inference_outputs/amplitude.npy``/``phase.npy``,
-which the runner zeroes outside the covered region, and accepted only if its pixel count matches
-the recorded ``inference.coverage_fraction``). Otherwise the baseline's own mask (same stitch-window
+whenever the PINN run of the point succeeded (the stitching weights in
+``inference_outputs/coverage_weight.npy`` thresholded as the stitcher does, checked against the
+recorded ``inference.coverage_fraction``). Otherwise the baseline's own mask (same stitch-window
 rule) is used and ``coverage.source`` says so.
 
 Resume: a point's PINN run is *finished* when ``run_metadata.json`` has ``status: ok`` (not
@@ -65,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from ..physics.stitching import COVERAGE_MIN_WEIGHT
 from ..telemetry.writers import write_json, write_text
 
 SCHEMA_VERSION = "1.0"
@@ -377,22 +377,16 @@ def pinn_covered_mask(run_dir: Path, meta: dict | None = None) -> tuple[np.ndarr
     inf = Path(run_dir) / "inference_outputs"
     meta = meta if meta is not None else (_read_json(Path(run_dir) / "run_metadata.json") or {})
     frac = (meta.get("inference") or {}).get("coverage_fraction")
-    if (inf / "covered.npy").is_file():
-        return np.load(inf / "covered.npy", allow_pickle=False).astype(bool), \
-            "inference_outputs/covered.npy"
     try:
-        amp = np.load(inf / "amplitude.npy", allow_pickle=False)
-        ph = np.load(inf / "phase.npy", allow_pickle=False)
+        weight = np.load(inf / "coverage_weight.npy", allow_pickle=False)
     except (OSError, ValueError) as exc:
-        return None, f"cannot read the PINN's inference images: {exc}"
-    mask = (amp != 0) | (ph != 0)
-    if frac is None:
-        return None, "the run records no inference.coverage_fraction to check the mask against"
-    if int(mask.sum()) != int(round(float(frac) * mask.size)):
-        return None, (f"mask from non-zero amplitude/phase covers {mask.mean():.6f} of the frame "
-                      f"but the run recorded {frac:.6f}")
-    return mask, ("non-zero pixels of inference_outputs/amplitude.npy or phase.npy (zero outside "
-                  "the covered region), pixel count matches inference.coverage_fraction")
+        return None, f"cannot read the PINN's stitching weights: {exc}"
+    mask = weight >= COVERAGE_MIN_WEIGHT
+    if frac is not None and abs(float(mask.mean()) - float(frac)) > 1e-9:
+        return None, (f"mask from coverage_weight.npy covers {mask.mean():.6f} of the frame but "
+                      f"the run recorded {frac:.6f}")
+    return mask, ("inference_outputs/coverage_weight.npy >= COVERAGE_MIN_WEIGHT (the stitcher's "
+                  "covered region)")
 
 
 def _run_baseline(point: SweepPoint, ds, info: dict, options: BaselineOptions,
@@ -495,10 +489,10 @@ def _headline(ch: dict | None) -> dict | None:
             "frc_half_bit_resolution": (ch.get("frc") or {}).get("half_bit_resolution")}
 
 
-def _run_pinn(point: SweepPoint, ds, progress: bool) -> dict:
+def _run_pinn(point: SweepPoint, ds, progress: bool, record: dict | None = None) -> dict:
     from ..scenarios.runner import run_scenario
 
-    req = replace(point.request, dataset=ds, force=True, progress=progress)
+    req = replace(point.request, dataset=ds, dataset_record=record, force=True, progress=progress)
     try:
         meta = run_scenario(req)
     except Exception as exc:
@@ -540,7 +534,7 @@ def run_point(task: PointTask) -> dict:
         if do_pinn or old is None:
             write_json(point.dataset_record, info)
         if do_pinn:
-            result["pinn"] = _run_pinn(point, ds, task.progress)
+            result["pinn"] = _run_pinn(point, ds, task.progress, info.get("simulation_record"))
         if task.do_baseline or (do_pinn and not task.do_pinn and task.baseline.enabled):
             result["baseline"] = _run_baseline(point, ds, info, task.baseline, task.progress)
         return result
