@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--stitch-window", type=positive_int, default=20,
                    help="central M x M window that defines the covered region (as the PINN's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int,
+                   help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
     p.add_argument("--measurement-domain", choices=["counts", "amplitude"],
                    help="domain of diff3d for files without metadata")
     p.add_argument("--force", action="store_true",
@@ -100,7 +102,7 @@ def write_outputs(out: Path, result, dataset_path: str, truth=None) -> dict:
         vals = img[shown]
         limits = (float(vals.min()), float(vals.max())) if vals.size else None
         png = image_png(np.where(result.illuminated, img, np.nan),
-                        f"baseline {name} ({result.algorithm}, {result.iterations} it.)", kind,
+                        f"baseline {name} ({result.algorithm}, iterate {result.best_iteration})", kind,
                         unit, limits=limits if kind == "amplitude" else (-np.pi, np.pi))
         if png is not None:
             write_bytes(out / f"{name}.png", png)
@@ -140,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"output directory {out} already exists and is not empty; choose "
                               "another --output-dir, or pass --force to move it aside")
     ds = load_dataset(args.data, measurement_domain=args.measurement_domain)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if not 0 <= args.holdout < 1:
         raise ValueError(f"--holdout must be in [0, 1), got {args.holdout}")
     with progress_bar(f"baseline {args.algorithm}", enabled=not args.no_progress) as update:
