@@ -177,7 +177,7 @@ def _roll_flip(a):
 def twin_of(patches: torch.Tensor, mode: str) -> torch.Tensor:
     """The exact twin ``conj(flip(O))`` of object patches (..., N, N) for a symmetric probe."""
     flipped = torch.flip(patches, dims=(-2, -1)) if mode == "flip" else _roll_flip(patches)
-    return flipped.conj() if flipped.is_complex() else flipped
+    return flipped.conj().resolve_conj() if flipped.is_complex() else flipped
 
 
 def _overlap_pairs(x: np.ndarray, y: np.ndarray, max_dist: float) -> np.ndarray:

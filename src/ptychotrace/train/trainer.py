@@ -401,7 +401,8 @@ def train(config: RunConfig, ds: Dataset, output_dir: str | Path, *, resume: str
                     out = ddp_model(b["x"], b["dx"], b["dy"])
                     losses = compute_losses(out, b["counts"], data.normaliser, weights,
                                             b["y_amp"], b["y_phi"])
-                    bad = [(k, float(v)) for k, v in losses.items() if not torch.isfinite(v)]
+                    bad = [(k, float(v.detach())) for k, v in losses.items()
+                           if not torch.isfinite(v)]
                     if not bad:
                         opt.zero_grad(set_to_none=True)
                         losses["loss"].backward()

@@ -1,0 +1,149 @@
+"""The PINN model: physics layer == simulator, gradients, group merge isolation, losses, units."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ptychotrace.config import LossWeights, MeasurementContract, resolve_scenario
+from ptychotrace.data.container import build_grouped, train_input_gain, truth_patches
+from ptychotrace.model.losses import LossNormaliser, amplitude_mae, compute_losses, poisson_nll
+from ptychotrace.model.network import NetworkConfig, PtychoNet
+from ptychotrace.model.pinn import PINN, estimate_amplitude_reference
+from ptychotrace.physics.stitching import merge_group
+from ptychotrace.simulate import simulate
+
+TINY = {"simulation.N": 32, "simulation.object_size": 96, "simulation.base_total_images": 48,
+        "simulation.buffer": 8.0, "grouping.group_count": 16}
+
+
+@pytest.fixture(scope="module")
+def noiseless():
+    cfg, _, _ = resolve_scenario("gs1_ideal", {**TINY, "simulation.poisson_noise": False},
+                                 use_profile=False)
+    ds, _ = simulate(cfg.simulation)
+    return ds
+
+
+@pytest.mark.parametrize("contract", ["counts", "legacy_v1"])
+def test_physics_layer_matches_simulator(noiseless, contract):
+    ds = noiseless
+    idx = np.arange(ds.n_patterns)
+    obj = truth_patches(ds.obj, ds.xcoords[idx], ds.ycoords[idx], ds.patch_size)
+    model = PINN(NetworkConfig(N=32, amp_ref=1.0), ds.probe, contract, ds.dose_scale)
+    with torch.no_grad():
+        _, lam = model.physics(torch.as_tensor(obj)[:, None])
+    lam = lam[:, 0].double() / model.target_factor
+    ref = torch.as_tensor(ds.counts, dtype=torch.float64)
+    rel = float((lam - ref).abs().max() / ref.abs().max())
+    assert rel < 1e-6, rel
+    # the check can fail: a 0.1% probe error is caught
+    model.probe.mul_(1.001)
+    with torch.no_grad():
+        _, lam2 = model.physics(torch.as_tensor(obj)[:, None])
+    assert float((lam2[:, 0].double() / model.target_factor - ref).abs().max() / ref.abs().max()) > 1e-4
+
+
+@pytest.mark.parametrize("gridsize,support", [(1, "full"), (2, "central")])
+def test_gradients_reach_every_parameter(noiseless, gridsize, support):
+    ds = noiseless
+    c = gridsize**2
+    model = PINN(NetworkConfig(N=32, gridsize=gridsize, amp_ref=2.0, object_support=support), ds.probe)
+    torch.manual_seed(0)
+    x = torch.rand(3, c, 32, 32)
+    dx = torch.tensor([[-2.5, 2.0, -1.5, 3.0][:c]] * 3, dtype=torch.float64)
+    dy = torch.tensor([[-1.0, -2.0, 2.5, 1.5][:c]] * 3, dtype=torch.float64)
+    out = model(x, dx, dy)
+    counts = torch.as_tensor(ds.counts[:3 * c].reshape(3, c, 32, 32))
+    norm = LossNormaliser.from_counts(ds.counts)
+    losses = compute_losses(out, counts, norm, LossWeights(nll=1, mae=0.5))
+    losses["loss"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert float(p.grad.abs().max()) > 0, f"no gradient reaches {name}"
+    assert model.probe.grad is None  # the probe is fixed physics, not a parameter
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(2, 5), st.integers(0, 10_000))
+def test_group_merge_never_mixes_groups(n_groups, seed):
+    rng = np.random.default_rng(seed)
+    n = 16
+    patches = torch.as_tensor(rng.normal(size=(n_groups, 4, n, n)) + 1j * rng.normal(
+        size=(n_groups, 4, n, n))).to(torch.complex64)
+    dx = torch.as_tensor(rng.uniform(-3, 3, (n_groups, 4)))
+    dy = torch.as_tensor(rng.uniform(-3, 3, (n_groups, 4)))
+    ref, _ = merge_group(patches, dx, dy)
+    k = int(rng.integers(n_groups))
+    changed = patches.clone()
+    changed[k] = changed[k] * 3 + 1
+    out, _ = merge_group(changed, dx, dy)
+    others = [g for g in range(n_groups) if g != k]
+    torch.testing.assert_close(out[others], ref[others])
+    assert not torch.allclose(out[k], ref[k])
+    # and the model's physics layer inherits it: each group's counts depend on that group only
+    probe = torch.ones(n, n, dtype=torch.complex64)
+    model = PINN(NetworkConfig(N=16, gridsize=2, amp_ref=1.0), probe.numpy())
+    _, lam_ref = model.physics(patches, dx, dy)
+    _, lam = model.physics(changed, dx, dy)
+    torch.testing.assert_close(lam[others], lam_ref[others])
+
+
+def test_amplitude_head_covers_object_range_and_phase_is_bounded():
+    net = PtychoNet(NetworkConfig(N=32, amp_ref=2.8))
+    with torch.no_grad():
+        for p in net.amp_decoder.head.parameters():
+            p.zero_()
+        amp, phase = net(torch.rand(2, 1, 32, 32))
+    assert torch.allclose(amp, torch.full_like(amp, 2.8), rtol=1e-5)   # neutral output = amp_ref
+    z = torch.linspace(-10, 10, 101)
+    out = 2.8 * torch.nn.functional.softplus(z) / math.log(2)
+    assert float(out.min()) < 0.6 and float(out.max()) > 5.5          # spans the lines object
+    assert float(phase.abs().max()) <= math.pi
+
+
+def test_poisson_nll_definition_and_dose_invariance():
+    rng = np.random.default_rng(1)
+    lam = torch.as_tensor(rng.uniform(0.5, 50, (4, 8, 8)))
+    i = torch.as_tensor(rng.poisson(lam.numpy()).astype(np.float64))
+    nll = poisson_nll(lam, i, mean_counts=1.0)
+    naive = (lam - i * torch.log(lam)).sum((-2, -1))
+    sat = torch.where(i > 0, i - i * torch.log(i.clamp_min(1e-300)), torch.zeros_like(i)).sum((-2, -1))
+    torch.testing.assert_close(nll, naive - sat)
+    # same relative misfit at 1e9x the dose: normalised loss stays O(1) and the same
+    small = poisson_nll(lam * 1.2, lam, float(lam.sum((-2, -1)).mean()))
+    big = poisson_nll(lam * 1.2e9, lam * 1e9, float((lam * 1e9).sum((-2, -1)).mean()))
+    torch.testing.assert_close(small, big, rtol=1e-6, atol=0)
+    assert 1e-3 < float(big.mean()) < 1
+    # zeros in the data and lam below the clamp are finite
+    assert torch.isfinite(poisson_nll(torch.zeros(2, 4, 4), torch.zeros(2, 4, 4), 1.0)).all()
+    assert torch.isfinite(amplitude_mae(torch.zeros(2, 4, 4), torch.ones(2, 4, 4), 1.0)).all()
+
+
+def test_amplitude_reference_from_data(noiseless):
+    ds = noiseless
+    ref = estimate_amplitude_reference(float(ds.counts.reshape(len(ds.counts), -1).sum(1).mean()),
+                                       ds.probe)
+    truth = float(np.abs(ds.obj).mean())
+    assert abs(ref / truth - 1) < 0.25
+
+
+def test_network_input_and_legacy_contract_units(noiseless):
+    ds = noiseless
+    gd = build_grouped(ds, "train", 1, 8, 4, 0, train_input_gain(ds))
+    m_counts = PINN(NetworkConfig(N=32, amp_ref=1.0), ds.probe, MeasurementContract.counts)
+    m_legacy = PINN(NetworkConfig(N=32, amp_ref=1.0), ds.probe, "legacy_v1", ds.dose_scale)
+    m_legacy.net.load_state_dict(m_counts.net.state_dict())
+    x = torch.as_tensor(gd.X)
+    with torch.no_grad():
+        a, b = m_counts(x), m_legacy(x)
+    torch.testing.assert_close(a.obj, b.obj)                      # same object, object units
+    torch.testing.assert_close(b.lam * ds.dose_scale**2, a.lam, rtol=1e-4, atol=1e-2)
+    with pytest.raises(ValueError, match="dose scale"):
+        PINN(NetworkConfig(N=32, amp_ref=1.0), ds.probe, "legacy_v1", None)
