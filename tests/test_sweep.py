@@ -114,6 +114,7 @@ class FakeRunner:
         write_json(out / "comparison_metrics.json", cmp)
         write_npy(out / "inference_outputs" / "amplitude.npy", np.abs(pred))
         write_npy(out / "inference_outputs" / "phase.npy", np.angle(pred))
+        write_npy(out / "inference_outputs" / "coverage_weight.npy", covered.astype(np.float32))
         meta = {"status": "ok", "scenario": req.config.scenario, "config": req.config.to_dict(),
                 "stage_seconds": {"train": 2.0, "infer": 0.5},
                 "inference": {"coverage_fraction": float(covered.mean()),
