@@ -194,8 +194,11 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
 
     Pairwise cost: mean squared amplitude difference of patches i and j on the pixels both
     illuminate (|P| >= support_level * max|P| in both frames), patch j resampled into patch i's
-    frame with the bilinear extractor. Energy = sum over overlapping pairs; minimised by ICM
-    from three starts (all 0, all 1, greedy by strongest pair preference); lowest energy wins.
+    frame with the bilinear extractor, weighted by the overlap fraction. Energy = sum over
+    overlapping pairs; minimised by greedy propagation from the most confident edges (per
+    connected component, both root labels tried) followed by iterated conditional modes; plain
+    ICM from all-0 / all-1 competes and the lowest energy wins. Isolated patches keep the
+    network's orientation.
     Returns (patches with the chosen orientation, record)."""
     p = torch.as_tensor(patches)
     n = p.shape[-1]
@@ -250,12 +253,59 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
                 break
         return lab
 
-    # greedy start: each node's label from its summed preference assuming neighbours unflipped
-    pref = np.zeros((n_pat, 2))
-    np.add.at(pref, i, cost[:, :, 0])
-    np.add.at(pref, j, cost[:, 0, :])
-    starts = {"zeros": np.zeros(n_pat, np.int64), "ones": np.ones(n_pat, np.int64),
-              "greedy": np.argmin(pref, axis=1).astype(np.int64)}
+    nbrs: list[list[tuple[int, int]]] = [[] for _ in range(n_pat)]   # (edge, other node)
+    for e, (a, b) in enumerate(pairs):
+        nbrs[a].append((e, int(b)))
+        nbrs[b].append((e, int(a)))
+
+    def edge_cost(e, node, other, l_node, l_other):
+        # cost of edge e with `node` labelled l_node and `other` labelled l_other
+        return cost[e, l_node, l_other] if i[e] == node else cost[e, l_other, l_node]
+
+    def propagate(root_label):
+        """Greedy from the most confident edges: grow each connected component from its best
+        connected node; a node's label is fixed by the labelled neighbour whose edge decides it
+        most clearly (largest cost gap between its two labels)."""
+        import heapq
+
+        lab = np.full(n_pat, -1, np.int64)
+        comp = np.full(n_pat, -1, np.int64)
+        order = np.argsort([-len(x) for x in nbrs], kind="stable")
+        for c, root in enumerate(order):
+            if lab[root] >= 0:
+                continue
+            lab[root], comp[root] = root_label, c
+            heap = []
+
+            def push(node, heap=heap):
+                for e, other in nbrs[node]:
+                    if lab[other] < 0:
+                        c0 = edge_cost(e, other, node, 0, lab[node])
+                        c1 = edge_cost(e, other, node, 1, lab[node])
+                        heapq.heappush(heap, (-abs(c0 - c1), int(other), int(c1 < c0)))
+
+            push(root)
+            while heap:
+                _, node, choice = heapq.heappop(heap)
+                if lab[node] >= 0:
+                    continue
+                lab[node], comp[node] = choice, c
+                push(node)
+        return lab, comp
+
+    def component_energy(lab, comp, c):
+        sel = comp[i] == c
+        return float(cost[np.flatnonzero(sel), lab[i[sel]], lab[j[sel]]].sum())
+
+    # Greedy starts with the root of every component labelled 0 or 1; keep, per component, the
+    # better one; then polish with ICM. Plain ICM from all-0 / all-1 competes; lowest energy wins.
+    lab0, comp = propagate(0)
+    lab1, _ = propagate(1)
+    greedy = lab0.copy()
+    for c in np.unique(comp):
+        if component_energy(lab1, comp, c) < component_energy(lab0, comp, c):
+            greedy[comp == c] = lab1[comp == c]
+    starts = {"greedy": greedy, "zeros": np.zeros(n_pat, np.int64), "ones": np.ones(n_pat, np.int64)}
     results = {name: icm(lab) for name, lab in starts.items()}
     energies = {name: energy(lab) for name, lab in results.items()}
     best = min(energies, key=energies.get)
