@@ -115,6 +115,7 @@ class FakeRunner:
         write_npy(out / "inference_outputs" / "amplitude.npy", np.abs(pred))
         write_npy(out / "inference_outputs" / "phase.npy", np.angle(pred))
         write_npy(out / "inference_outputs" / "coverage_weight.npy", covered.astype(np.float32))
+        write_npy(out / "inference_outputs" / "evaluation_region.npy", covered.astype(np.float32))
         meta = {"status": "ok", "scenario": req.config.scenario, "config": req.config.to_dict(),
                 "stage_seconds": {"train": 2.0, "infer": 0.5},
                 "inference": {"coverage_fraction": float(covered.mean()),
@@ -278,7 +279,9 @@ def test_real_tiny_sweep_end_to_end(tmp_path):
         assert bmeta["dataset"]["sha256"] == rec["sha256"] == r["dataset_sha256"]
         bcmp = json.loads((Path(r["baseline_dir"]) / "comparison_metrics.json").read_text())
         assert bcmp["coverage"]["used"] == "pinn"
-        assert bcmp["coverage_fraction"] == pytest.approx(meta["inference"]["coverage_fraction"])
+        pcmp = json.loads((Path(r["run_dir"]) / "comparison_metrics.json").read_text())
+        assert bcmp["coverage_fraction"] == pytest.approx(
+            pcmp["evaluation_region"]["evaluated_fraction"])
     before = _mtimes(out)
     assert main(["sweep", *TINY, "--nphotons", "1e5,1e9", "--with-baseline",
                  "--baseline-iterations", "5", "--output-dir", str(out)]) == 0

@@ -89,7 +89,12 @@ from ..physics.forward import (
     required_pad,
     scatter_patches,
 )
-from ..physics.stitching import COVERAGE_MIN_WEIGHT, stitch_to_object_frame
+from ..physics.stitching import (
+    COVERAGE_MIN_WEIGHT,
+    ILLUMINATED_FRACTION,
+    illumination_map,
+    stitch_to_object_frame,
+)
 
 ALGORITHMS = ("lsqml", "rpie", "cdtools")
 NATIVE_ALGORITHMS = ("lsqml", "rpie")
@@ -105,8 +110,6 @@ RPIE_ALPHA = 0.1
 LSQ_DELTA = 1e-3
 #: Upper clip of the closed-form LSQ step.
 BETA_MAX = 4.0
-#: Fraction of the maximum summed probe intensity from which a pixel counts as illuminated.
-ILLUMINATED_FRACTION = 1e-2
 #: Default fraction of every pixel's photons held out (binomial thinning) for early stopping.
 DEFAULT_HOLDOUT = 0.1
 #: Stop once the hold-out cost has not improved for this many iterations.
@@ -363,13 +366,6 @@ def _pass(obj: torch.Tensor, prob: _Problem, sel: torch.Tensor, likelihood: str,
     target = torch.where(lam > 0, f * ratio, sqrt_counts.to(f.dtype))
     chi = inverse_far_field(target) - psi
     return chi, cost, held, xs, ys
-
-
-def illumination_map(probe: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor,
-                     canvas_shape: tuple[int, int]) -> torch.Tensor:
-    """scatter(|P|^2) over the given positions: summed probe intensity per canvas pixel."""
-    p2 = (probe.real.square() + probe.imag.square()).to(torch.float32)
-    return scatter_patches(p2.expand(len(xs), *p2.shape), xs, ys, canvas_shape)
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,37 +50,14 @@ def add_parser(sub) -> None:
 
 
 def comparison(result, truth) -> dict:
-    """compare_reconstruction on the PINN's covered region (primary, top level, same layout as the
-    PINN's comparison_metrics.json) plus the covered-and-illuminated region."""
-    import numpy as np
+    """The shared evaluation recipe (evaluate.metrics.evaluate_reconstruction) on the evaluation
+    region ``covered & illuminated``, with the default evaluation settings, exactly as ``run``
+    evaluates the PINN, so the two comparison_metrics.json files can stand side by side."""
+    from ..evaluate.metrics import evaluate_reconstruction
 
-    from ..evaluate.metrics import compare_reconstruction
-
-    amp_range = float(np.ptp(np.abs(truth)))
-    settings = {"register": False, "phase_ramp": False, "amplitude_scale_mode": "none",
-                "amplitude_data_range": amp_range}
-    out = compare_reconstruction(result.obj, truth, result.covered, **settings)
-    ci = result.covered_illuminated
-    if ci.any():
-        sub = compare_reconstruction(result.obj, truth, ci, **settings)
-        out["covered_illuminated"] = {
-            "region": "covered & illuminated (pixels the probe actually reaches)",
-            "coverage_fraction": float(ci.mean()),
-            "amplitude": {k: sub["amplitude"].get(k) for k in ("pearson_r", "ssim", "mae", "rmse",
-                                                               "psnr", "count")},
-            "phase": {k: sub["phase"].get(k) for k in ("pearson_r", "mae", "rmse", "count")}}
-    out["evaluation"] = {
-        "recipe": "evaluate.metrics.compare_reconstruction on the covered region (stitch weights "
-                  "of the central window, as for the PINN); the baseline is in the object frame, "
-                  "so no registration; no amplitude rescale (the known physical probe fixes the "
-                  "object's scale)",
-        "amplitude_ssim_data_range": "max - min of the truth amplitude over the whole object",
-        "settings": settings,
-        "covered_outside_illuminated_px": int((result.covered & ~result.illuminated).sum()),
-        "note": "pixels of the covered region that the probe does not reach hold 0 in the "
-                "baseline; see covered_illuminated for the metrics without them",
-    }
-    return out
+    # The known physical probe fixes the baseline's amplitude scale: a recorded scale is 1.
+    return evaluate_reconstruction(result.obj, truth, result.covered, result.illuminated,
+                                   recorded_scale=1.0)
 
 
 def write_outputs(out: Path, result, dataset_path: str, truth=None) -> dict:

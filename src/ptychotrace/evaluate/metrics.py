@@ -361,3 +361,37 @@ def compare_reconstruction(pred_complex, truth_complex, covered, *, register: bo
         "coverage_fraction": float(cov.mean()),
         "canvas_shape": [int(s) for s in pred.shape],
     }
+
+
+def evaluate_reconstruction(pred_complex, truth_complex, covered, illuminated=None, *,
+                            evaluation=None, recorded_scale=None, activation_bound=None) -> dict:
+    """The one evaluation recipe used by ``run``, ``baseline`` and ``sweep``.
+
+    The evaluation region is ``covered & illuminated``: the stitcher's coverage (summed window
+    weight >= 0.5) restricted to pixels the probe actually reaches over the scan (summed |P|^2 >=
+    1% of its maximum; see physics.stitching.illuminated_in_object_frame). Outside the illuminated
+    pixels the data do not constrain the object, so a method's value there says nothing about it.
+    ``evaluation`` is an :class:`~ptychotrace.config.EvaluationConfig` (defaults when None).
+    Returns compare_reconstruction's dict plus an ``evaluation_region`` block.
+    """
+    from ..config import EvaluationConfig
+
+    ev = evaluation or EvaluationConfig()
+    covered = np.asarray(covered, dtype=bool)
+    region = covered if illuminated is None else covered & np.asarray(illuminated, dtype=bool)
+    out = compare_reconstruction(
+        pred_complex, truth_complex, region, register=ev.register_subpixel,
+        phase_ramp=ev.phase_ramp, amplitude_scale_mode=ev.prediction_scale_source.value,
+        recorded_scale=recorded_scale, activation_bound=activation_bound)
+    out["evaluation_region"] = {
+        "rule": "stitch coverage (summed window weight >= 0.5) & illuminated (summed |P|^2 >= 1% "
+                "of max)" if illuminated is not None else "given mask",
+        "stitch_covered_fraction": float(covered.mean()),
+        "illuminated_fraction": None if illuminated is None else float(np.mean(illuminated)),
+        "evaluated_fraction": float(region.mean()),
+        "covered_outside_illuminated_px": 0 if illuminated is None else int(
+            (covered & ~np.asarray(illuminated, dtype=bool)).sum()),
+        "settings": {"register_subpixel": ev.register_subpixel, "phase_ramp": ev.phase_ramp,
+                     "amplitude_scale_mode": ev.prediction_scale_source.value},
+    }
+    return out

@@ -27,6 +27,10 @@ COVERAGE_MIN_WEIGHT = 0.5
 DEFINED_MIN_WEIGHT = 1e-6
 
 
+#: Fraction of the maximum summed probe intensity from which a pixel counts as illuminated.
+ILLUMINATED_FRACTION = 1e-2
+
+
 @dataclass(frozen=True)
 class Stitched:
     """A stitched image in the object frame.
@@ -94,3 +98,24 @@ def merge_group(patches: Tensor, dx: Tensor, dy: Tensor) -> tuple[Tensor, Tensor
                         device=patches.device)
     merged = overlap_average(patches, xs, ys, (size, size), window).image
     return extract_patches(merged, xs, ys, n), merged
+
+
+def illumination_map(probe: Tensor, xs: Tensor, ys: Tensor, canvas_shape: tuple[int, int]) -> Tensor:
+    """``scatter(|P|^2)`` over the positions: summed probe intensity per canvas pixel (photons for
+    a physical probe). Positions are canvas coordinates."""
+    p2 = (probe.real.square() + probe.imag.square()) if probe.is_complex() else probe.square()
+    p2 = p2.to(torch.float32)
+    return scatter_patches(p2.expand(len(xs), *p2.shape), xs, ys, canvas_shape)
+
+
+def illuminated_in_object_frame(probe: Tensor, xcoords: Tensor, ycoords: Tensor,
+                                object_shape: tuple[int, int]) -> Tensor:
+    """(H, W) bool: pixels whose summed probe intensity over the scan is at least
+    ``ILLUMINATED_FRACTION`` of its maximum. Outside them the data do not constrain the object,
+    so evaluation uses ``stitched.covered & illuminated`` (the evaluation region)."""
+    n = probe.shape[-1]
+    pad = required_pad(n)
+    h, w = object_shape
+    illum = illumination_map(probe, xcoords.to(torch.float64) + pad, ycoords.to(torch.float64) + pad,
+                             (h + 2 * pad, w + 2 * pad))[pad:pad + h, pad:pad + w]
+    return illum >= ILLUMINATED_FRACTION * float(illum.max())

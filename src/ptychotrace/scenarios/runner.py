@@ -262,18 +262,17 @@ def _stage_infer(req: RunRequest, rec: RunRecorder, ds: Dataset, model, log):
         **({"post_processing": pred.info} if getattr(pred, "info", None) else {}),
     }
     rec.set_block("inference", block)
-    rec.add_intensity_stage("inference_prediction", "stitched amplitude on the covered region, "
-                            "before any prediction scale", amp[covered],
-                            {"count": pred.patterns_used, "gridsize": cfg.simulation.gridsize,
-                             "group_limit": cfg.inference.group_limit, "domain": "object_amplitude"})
     log(f"inferred {pred.patterns_used} patterns ({pred.groups_used} groups) at "
         f"{pred.patterns_per_second:.1f} patterns/s; coverage {block['coverage_fraction']:.3f}")
     return pred
 
 
 def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, log) -> dict:
+    import torch
+
     from ..evaluate.align import wrap_phase
-    from ..evaluate.metrics import compare_reconstruction
+    from ..evaluate.metrics import evaluate_reconstruction
+    from ..physics.stitching import illuminated_in_object_frame
 
     cfg, out = req.config, req.output_dir
     inf = out / INFERENCE_OUTPUTS
@@ -281,10 +280,13 @@ def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, 
     mode = cfg.evaluation.prediction_scale_source.value
     recorded = _recorded_scale(model)
     pred_complex = (pred.amplitude * np.exp(1j * pred.phase)).astype(np.complex64)
-    cmp = compare_reconstruction(
-        pred_complex, truth, pred.covered, register=cfg.evaluation.register_subpixel,
-        phase_ramp=cfg.evaluation.phase_ramp, amplitude_scale_mode=mode,
-        recorded_scale=recorded["value"], activation_bound=_activation_bound(model))
+    illuminated = illuminated_in_object_frame(
+        torch.from_numpy(ds.probe), torch.from_numpy(np.asarray(pred.xcoords, dtype=np.float64)),
+        torch.from_numpy(np.asarray(pred.ycoords, dtype=np.float64)), truth.shape).numpy()
+    region = pred.covered & illuminated
+    cmp = evaluate_reconstruction(pred_complex, truth, pred.covered, illuminated,
+                                  evaluation=cfg.evaluation, recorded_scale=recorded["value"],
+                                  activation_bound=_activation_bound(model))
     scale = dict(cmp["prediction_scale"])
     scale.setdefault("source", recorded["source"] if mode == "recorded" else mode)
     cmp["prediction_scale"] = scale
@@ -321,7 +323,8 @@ def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, 
     arts += save_image(out, "phase_diff", phase_diff, "phase: prediction - truth (wrapped, offset "
                        "removed)", cmap="RdBu_r", vmin=-np.pi, vmax=np.pi, units="rad")
     write_npy(inf / "coverage_weight.npy", pred.weight.astype(np.float32))
-    arts.append(f"{INFERENCE_OUTPUTS}/coverage_weight.npy")
+    write_npy(inf / "evaluation_region.npy", region.astype(np.float32))
+    arts += [f"{INFERENCE_OUTPUTS}/coverage_weight.npy", f"{INFERENCE_OUTPUTS}/evaluation_region.npy"]
     write_json(inf / "prediction_scale.json", scale)
     stats = {
         "amplitude": _simple_stats(amp_scaled[cov]), "phase": _simple_stats(pred.phase[cov]),
@@ -335,16 +338,20 @@ def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, 
     write_json(inf / "stats.json", stats)
     for a in arts + [f"{INFERENCE_OUTPUTS}/stats.json", f"{INFERENCE_OUTPUTS}/prediction_scale.json"]:
         rec.add_artifact(a)
-    rec.add_intensity_stage("ground_truth_amp", "ground truth amplitude on the covered region",
-                            np.abs(truth)[cov].astype(np.float32),
-                            {"count": int(cov.sum()), "gridsize": None, "group_limit": None,
+    rec.add_intensity_stage("inference_prediction", "stitched amplitude on the evaluation region, "
+                            "before any prediction scale", amp_unscaled[region],
+                            {"count": pred.patterns_used, "gridsize": cfg.simulation.gridsize,
+                             "group_limit": cfg.inference.group_limit, "domain": "object_amplitude"})
+    rec.add_intensity_stage("ground_truth_amp", "ground truth amplitude on the evaluation region",
+                            np.abs(truth)[region].astype(np.float32),
+                            {"count": int(region.sum()), "gridsize": None, "group_limit": None,
                              "domain": "object_amplitude"})
     summary = {k: cmp[k] for k in ("amplitude", "phase") if k in cmp}
     rec.set_block("comparison", {
         "metrics_path": "comparison_metrics.json",
         "amplitude": _headline(cmp.get("amplitude")), "phase": _headline(cmp.get("phase")),
         "full_canvas": cmp.get("full_canvas"), "registration": cmp.get("registration"),
-        "coverage_fraction": float(cov.mean())})
+        "coverage_fraction": float(cov.mean()), "evaluation_region": cmp.get("evaluation_region")})
     a = summary.get("amplitude") or {}
     log(f"compare: amplitude pearson {a.get('pearson_r')}, ssim {a.get('ssim')}, bias mean "
         f"{(a.get('bias_summary') or {}).get('mean')}; least-squares scale "

@@ -19,7 +19,7 @@ inside the worker and handed in memory both to :func:`run_scenario` (``RunReques
 the baseline, so both reconstruct the same photons; its SHA-256 fingerprint is recorded in
 ``datasets/<name>.json`` and in the baseline's metadata.
 
-Identical evaluation: the baseline is compared with :func:`compare_reconstruction` using the run's
+Identical evaluation: the baseline is compared with :func:`evaluate_reconstruction` using the run's
 own evaluation settings (sub-pixel registration, phase ramp, amplitude scale mode; a "recorded"
 scale is 1 for the baseline, whose object is in object units by construction) on the PINN's
 covered region. The baseline reconstructs the *whole* test split (no ``group_limit``), so its own
@@ -379,20 +379,21 @@ def pinn_covered_mask(run_dir: Path, meta: dict | None = None) -> tuple[np.ndarr
     frac = (meta.get("inference") or {}).get("coverage_fraction")
     try:
         weight = np.load(inf / "coverage_weight.npy", allow_pickle=False)
+        region = np.load(inf / "evaluation_region.npy", allow_pickle=False) > 0.5
     except (OSError, ValueError) as exc:
-        return None, f"cannot read the PINN's stitching weights: {exc}"
-    mask = weight >= COVERAGE_MIN_WEIGHT
-    if frac is not None and abs(float(mask.mean()) - float(frac)) > 1e-9:
-        return None, (f"mask from coverage_weight.npy covers {mask.mean():.6f} of the frame but "
+        return None, f"cannot read the PINN's coverage and evaluation region: {exc}"
+    covered = weight >= COVERAGE_MIN_WEIGHT
+    if frac is not None and abs(float(covered.mean()) - float(frac)) > 1e-9:
+        return None, (f"mask from coverage_weight.npy covers {covered.mean():.6f} of the frame but "
                       f"the run recorded {frac:.6f}")
-    return mask, ("inference_outputs/coverage_weight.npy >= COVERAGE_MIN_WEIGHT (the stitcher's "
-                  "covered region)")
+    return region, ("inference_outputs/evaluation_region.npy: the PINN's evaluation region "
+                    "(stitch coverage & illuminated), checked against coverage_weight.npy")
 
 
 def _run_baseline(point: SweepPoint, ds, info: dict, options: BaselineOptions,
                   progress: bool) -> dict:
     from ..baseline import reconstruct
-    from ..evaluate.metrics import compare_reconstruction
+    from ..evaluate.metrics import evaluate_reconstruction
     from ..telemetry.recorder import prepare_run_dir
     from ..telemetry.writers import write_npy
     from .plots import plot_reconstruction
@@ -429,10 +430,9 @@ def _run_baseline(point: SweepPoint, ds, info: dict, options: BaselineOptions,
                 source = f"PINN mask shape {covered.shape} != {res.covered.shape}"
             covered, used = res.covered, "baseline"
         mode = cfg.evaluation.prediction_scale_source.value
-        cmp = compare_reconstruction(
-            res.obj, ds.obj, covered, register=cfg.evaluation.register_subpixel,
-            phase_ramp=cfg.evaluation.phase_ramp, amplitude_scale_mode=mode,
-            recorded_scale=1.0 if mode == "recorded" else None, activation_bound=None)
+        cmp = evaluate_reconstruction(res.obj, ds.obj, covered, None if used == "pinn" else
+                                      res.illuminated, evaluation=cfg.evaluation,
+                                      recorded_scale=1.0 if mode == "recorded" else None)
         cov_block = {
             "used": used, "source": source if used == "pinn" else
             f"baseline's own stitch-window coverage ({source})",
