@@ -130,8 +130,9 @@ class TrainingConfig(_Frozen):
     device: str = "auto"
     loss_weights: LossWeights = LossWeights()
     contract: MeasurementContract = MeasurementContract.counts
-    object_support: Literal["full", "central"] = Field(
-        "full", description="'central' confines the predicted object to the central N/2 region")
+    object_support: Literal["auto", "full", "central"] = Field(
+        "auto", description="'central' confines the predicted object to the central N/2 region; "
+        "'auto' picks central when the probe has < 0.1% of its energy outside it, else full")
     time_limit_s: float | None = Field(None, gt=0, description="stop training after the epoch that "
                                        "crosses this wall time (seconds)")
 
@@ -142,8 +143,8 @@ class InferenceConfig(_Frozen):
     batch_size: int = Field(64, ge=1)
     twin_fix: bool = Field(True, description="gridsize 1, twin-symmetric probe: choose each patch "
                            "or its twin so that overlapping neighbours agree (infer/predict.py)")
-    refine_steps: int = Field(0, ge=0, description="physics refinement steps of the stitched "
-                              "object on the test counts (0 = off)")
+    refine_steps: int = Field(50, ge=0, description="physics refinement steps of the stitched "
+                              "object on the test counts (0 = off; see docs/benchmarks.md)")
     refine_lr: float = Field(0.02, gt=0, description="refinement Adam step, relative to amp_ref")
 
 

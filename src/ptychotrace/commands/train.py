@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
     p.add_argument("--group-count", type=positive_int)
     p.add_argument("--validation-fraction", type=float)
     p.add_argument("--early-stopping-patience", type=positive_int)
-    p.add_argument("--object-support", choices=["full", "central"])
+    p.add_argument("--object-support", choices=["auto", "full", "central"])
     p.add_argument("--contract", choices=["counts", "legacy_v1"],
                    help="measurement contract (default counts)")
     p.add_argument("--time-limit", type=positive_float, help="stop after the epoch crossing this "
