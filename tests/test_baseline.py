@@ -204,7 +204,9 @@ def test_command_writes_files_and_refuses_existing_dir(tmp_path, capsys):
     assert stats["reconstruction"]["n_patterns"] == len(ds.indices("test"))
     cmp = json.loads((out / cmd.COMPARISON_FILE).read_text())
     assert cmp["amplitude"]["pearson_r"] is not None
-    assert "covered_illuminated" in cmp
+    region = cmp["evaluation_region"]  # the shared recipe: covered & illuminated
+    assert region["evaluated_fraction"] <= region["stitch_covered_fraction"]
+    assert cmp["amplitude"]["coverage_fraction"] == pytest.approx(region["evaluated_fraction"])
 
     with pytest.raises(FileExistsError):
         args.handler(parser.parse_args(["baseline", *argv]))
