@@ -90,7 +90,12 @@ def test_twin_consistency_recovers_orientation_from_overlaps():
 def test_predict_stitches_in_the_object_frame(ideal_run):
     cfg, ds, out = ideal_run
     model = load_model(out)
-    pred = predict_test_split(model, ds, cfg)
+    default = predict_test_split(model, ds, cfg)
+    assert default.steps["refine"]["applied"] and default.steps["twin_fix"]["applied"]
+    pred = predict_test_split(model, ds, cfg.model_copy(update={
+        "inference": cfg.inference.model_copy(update={"refine_steps": 0})}))
+    assert not pred.steps["refine"]["applied"]
+    np.testing.assert_array_equal(default.covered, pred.covered)
     h, w = ds.obj.shape
     assert pred.amplitude.shape == (h, w) and pred.amplitude.dtype == np.float32
     assert pred.n_patterns == len(ds.indices("test")) and pred.groups_available == pred.n_groups

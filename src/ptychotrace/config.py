@@ -135,6 +135,9 @@ class TrainingConfig(_Frozen):
         "'auto' picks central when the probe has < 0.1% of its energy outside it, else full")
     time_limit_s: float | None = Field(None, gt=0, description="stop training after the epoch that "
                                        "crosses this wall time (seconds)")
+    merge_warmup_epochs: int = Field(5, ge=0, description="gridsize > 1: first epochs apply the "
+                                     "physics per pattern (no group merge), so the network leaves "
+                                     "the flat-object start before the merge couples the channels")
 
 
 class InferenceConfig(_Frozen):

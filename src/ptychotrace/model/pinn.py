@@ -72,19 +72,21 @@ class PINN(nn.Module):
         return counts if self.target_factor == 1.0 else counts * self.target_factor
 
     def physics(self, obj: torch.Tensor, dx: torch.Tensor | None = None,
-                dy: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Object patches (B, C, N, N) complex -> (patches the physics saw, expected counts)."""
-        if self.gridsize > 1:
+                dy: torch.Tensor | None = None, merge: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Object patches (B, C, N, N) complex -> (patches the physics saw, expected counts).
+        ``merge=False`` (gridsize > 1 warm-up only) applies the physics to each channel's own
+        patch, as for gridsize 1."""
+        if self.gridsize > 1 and merge:
             if dx is None or dy is None:
                 raise ValueError("gridsize > 1 needs the group offsets dx, dy (B, C)")
             obj, _ = merge_group(obj, dx.to(torch.float64), dy.to(torch.float64))
         return obj, expected_counts(self.probe, obj)
 
     def forward(self, x: torch.Tensor, dx: torch.Tensor | None = None,
-                dy: torch.Tensor | None = None) -> PINNOutput:
+                dy: torch.Tensor | None = None, merge: bool = True) -> PINNOutput:
         amp, phase = self.net(x)
         obj = torch.polar(amp, phase)
-        obj_phys, lam = self.physics(obj, dx, dy)
+        obj_phys, lam = self.physics(obj, dx, dy, merge)
         return PINNOutput(amplitude=amp, phase=phase, obj=obj_phys, lam=lam)
 
 

@@ -418,6 +418,7 @@ def train(config: RunConfig, ds: Dataset, output_dir: str | Path, *, resume: str
         with prog:
             for epoch in range(start_epoch, tr.nepochs + 1):
                 sampler.set_epoch(epoch)
+                merge = epoch > tr.merge_warmup_epochs
                 order = np.fromiter(iter(sampler), dtype=np.int64)
                 sums = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64)
                 t_ep = time.perf_counter()
@@ -427,7 +428,7 @@ def train(config: RunConfig, ds: Dataset, output_dir: str | Path, *, resume: str
                         continue
                     global_step += 1
                     b = _batch(data.train, idx, model, device, need_labels)
-                    out = ddp_model(b["x"], b["dx"], b["dy"])
+                    out = ddp_model(b["x"], b["dx"], b["dy"], merge)
                     losses = compute_losses(out, b["counts"], data.normaliser, weights,
                                             b["y_amp"], b["y_phi"])
                     bad = [(k, float(v.detach())) for k, v in losses.items()
@@ -460,6 +461,7 @@ def train(config: RunConfig, ds: Dataset, output_dir: str | Path, *, resume: str
                 ep["samples_per_second"] = n_samples / ep_time if ep_time > 0 else None
                 ep["epoch_seconds"] = ep_time
                 ep["lr"] = opt.param_groups[0]["lr"]
+                ep["group_merge"] = 1.0 if (merge or model.gridsize == 1) else 0.0
                 if data.val is not None:
                     v = evaluate_split(model, data.val, data.normaliser, weights, device)
                     ep.update({f"val_{k}": v[k] for k in LOSS_KEYS})
