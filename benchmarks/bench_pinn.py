@@ -120,7 +120,7 @@ def bench_scenario(name: str, width: int, stages: list[int], time_limit: float, 
         if res.status in ("time_limit", "nan"):
             break
     return {"scenario": name, "width": width, "profile": profile, "simulate_seconds": sim_s,
-            "train_groups": None if res is None else None, "stages": res_rows,
+            "stages": res_rows,
             "config": cfg.to_dict()}
 
 
