@@ -42,6 +42,9 @@ from ..model.pinn import PINN
 from ..physics.forward import expected_counts, extract_patches, pad_canvas, required_pad
 from ..physics.stitching import stitch_to_object_frame
 
+#: Overlapping pairs scored at once by the twin fix (bounds memory at ~PAIR_CHUNK * N^2 * 8 bytes * 6).
+PAIR_CHUNK = 1024
+
 
 @dataclass
 class Prediction:
@@ -220,33 +223,53 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
     # patch j (and its support) resampled into patch i's frame: centre moves by pos_i - pos_j
     sx = torch.as_tensor(xcoords[i] - xcoords[j] + centre)[:, None]
     sy = torch.as_tensor(ycoords[i] - ycoords[j] + centre)[:, None]
-    sup_j = extract_patches(pad_canvas(support.expand(len(pairs), n, n), pad), sx, sy, n)[:, 0]
-    mask = sup_j * support
-    msum = mask.sum(dim=(-2, -1)).clamp_min(1.0)
-    cost = torch.empty(len(pairs), 2, 2, dtype=torch.float64)
-    for b in (0, 1):
-        aj = extract_patches(pad_canvas(amps[b][j], pad), sx, sy, n)[:, 0]
-        for a in (0, 1):
-            ai = amps[a][i]
-            cost[:, a, b] = ((ai - aj) ** 2 * mask).sum(dim=(-2, -1)) / msum
-    cost = cost.numpy()
-    cost *= (mask.sum(dim=(-2, -1)) / support.sum()).numpy()[:, None, None]   # overlap weight
+    # Pairs are processed in chunks: memory stays O(chunk * N^2) however dense the scan is.
+    cost = np.empty((len(pairs), 2, 2), dtype=np.float64)
+    overlap = np.empty(len(pairs), dtype=np.float64)
+    for start in range(0, len(pairs), PAIR_CHUNK):
+        sl = slice(start, min(start + PAIR_CHUNK, len(pairs)))
+        m = sl.stop - sl.start
+        sup_j = extract_patches(pad_canvas(support.expand(m, n, n), pad), sx[sl], sy[sl], n)[:, 0]
+        mask = sup_j * support
+        msum = mask.sum(dim=(-2, -1))
+        overlap[sl] = (msum / support.sum()).numpy()
+        msum = msum.clamp_min(1.0)
+        for b in (0, 1):
+            aj = extract_patches(pad_canvas(amps[b][j[sl]], pad), sx[sl], sy[sl], n)[:, 0]
+            for a in (0, 1):
+                ai = amps[a][i[sl]]
+                cost[sl, a, b] = (((ai - aj) ** 2 * mask).sum(dim=(-2, -1)) / msum).numpy()
+    cost *= overlap[:, None, None]   # overlap weight
 
     def energy(lab):
         return float(cost[np.arange(len(pairs)), lab[i], lab[j]].sum())
+
+    # Per node: its edges and, for each, the cost table oriented as [own label, other label].
+    node_edges: list[np.ndarray] = [np.empty(0, np.int64)] * n_pat
+    node_other: list[np.ndarray] = [np.empty(0, np.int64)] * n_pat
+    node_cost: list[np.ndarray] = [np.empty((0, 2, 2))] * n_pat
+    order_e = np.argsort(np.concatenate([i, j]), kind="stable")
+    ends = np.concatenate([i, j])[order_e]
+    others = np.concatenate([j, i])[order_e]
+    oriented = np.concatenate([cost, cost.transpose(0, 2, 1)])[order_e]
+    bounds = np.searchsorted(ends, np.arange(n_pat + 1))
+    for k in range(n_pat):
+        a, b = bounds[k], bounds[k + 1]
+        node_other[k] = others[a:b]
+        node_cost[k] = oriented[a:b]
+        node_edges[k] = order_e[a:b]
 
     def icm(lab):
         lab = lab.copy()
         for _ in range(iterations):
             changed = 0
             for k in range(n_pat):
-                e = np.zeros(2)
-                sel_i = i == k
-                sel_j = j == k
-                for lk in (0, 1):
-                    e[lk] = (cost[sel_i, lk, lab[j[sel_i]]].sum()
-                             + cost[sel_j, lab[i[sel_j]], lk].sum())
-                new = int(np.argmin(e))
+                if len(node_other[k]) == 0:
+                    continue
+                lo = lab[node_other[k]]
+                rows = np.arange(len(lo))
+                e = (node_cost[k][rows, 0, lo].sum(), node_cost[k][rows, 1, lo].sum())
+                new = int(e[1] < e[0])
                 if new != lab[k]:
                     lab[k], changed = new, changed + 1
             if not changed:
@@ -293,18 +316,16 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
                 push(node)
         return lab, comp
 
-    def component_energy(lab, comp, c):
-        sel = comp[i] == c
-        return float(cost[np.flatnonzero(sel), lab[i[sel]], lab[j[sel]]].sum())
+    def component_energies(lab, comp):
+        per_edge = cost[np.arange(len(pairs)), lab[i], lab[j]]
+        return np.bincount(comp[i], weights=per_edge, minlength=n_pat)
 
     # Greedy starts with the root of every component labelled 0 or 1; keep, per component, the
     # better one; then polish with ICM. Plain ICM from all-0 / all-1 competes; lowest energy wins.
     lab0, comp = propagate(0)
     lab1, _ = propagate(1)
-    greedy = lab0.copy()
-    for c in np.unique(comp):
-        if component_energy(lab1, comp, c) < component_energy(lab0, comp, c):
-            greedy[comp == c] = lab1[comp == c]
+    better = component_energies(lab1, comp) < component_energies(lab0, comp)
+    greedy = np.where(better[comp], lab1, lab0)
     starts = {"greedy": greedy, "zeros": np.zeros(n_pat, np.int64), "ones": np.ones(n_pat, np.int64)}
     results = {name: icm(lab) for name, lab in starts.items()}
     energies = {name: energy(lab) for name, lab in results.items()}
