@@ -168,7 +168,7 @@ def throughput(widths: list[int], n: int = 64, batch: int = 8, steps: int = 6) -
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scenarios", nargs="+", default=["gs1_ideal", "gs2_ideal", "gs1_custom"])
+    ap.add_argument("--scenarios", nargs="*", default=["gs1_ideal", "gs2_ideal", "gs1_custom"])
     ap.add_argument("--widths", nargs="+", type=int, default=[1])
     ap.add_argument("--stages", nargs="+", type=int, default=[5, 10, 20, 40, 80],
                     help="cumulative epochs at which to evaluate")

@@ -3,12 +3,13 @@
 Input ``X`` (B, C, N, N): normalised diffraction amplitudes ``sqrt(counts) * input_gain`` of the
 C = gridsize^2 patterns of a group. Output: object patches (B, C, N, N), amplitude and phase.
 
-Architecture (PtychoPINN-style): for N = 64 the encoder has 3 stages of (conv3x3-ReLU) x 2 +
+Architecture (PtychoPINN-style): for N = 64 the encoder has 3 stages of (conv3x3-act) x 2 +
 2x2 max-pool with 32/64/128 filters times ``width``; each extra factor 2 in N adds one stage
 (N = 128: 4 stages, N = 256: 5; filters double per stage, capped at 256 x width). Each decoder
 mirrors the encoder with nearest-neighbour 2x upsampling and ends in a 3x3 conv to C channels.
 With ``object_support='central'`` the decoders stop one level early: they predict the central
 N/2 x N/2 of the patch and the object is 0 outside it (PtychoPINN's layout; about 2x cheaper).
+Hidden activation: ReLU (LeakyReLU(0.1) available; see LEAKY_SLOPE).
 
 Amplitude head: ``amp_ref * softplus(z) / ln 2`` -- range (0, inf), so it reaches any object
 amplitude (the lines object spans ~0.6-5); at z = 0 it outputs ``amp_ref``, a data-derived
@@ -50,6 +51,7 @@ class NetworkConfig:
     width: int = 1
     amp_ref: float = 1.0
     object_support: str = "full"   # "full" | "central" (object confined to the central N/2)
+    activation: str = "relu"  # hidden activation: "relu" | "leaky_relu" (slope 0.1)
 
     @property
     def channels(self) -> int:
@@ -76,23 +78,39 @@ class NetworkConfig:
     @classmethod
     def from_dict(cls, d: dict) -> NetworkConfig:
         return cls(N=int(d["N"]), gridsize=int(d["gridsize"]), width=int(d["width"]),
-                   amp_ref=float(d["amp_ref"]), object_support=str(d.get("object_support", "full")))
+                   amp_ref=float(d["amp_ref"]), object_support=str(d.get("object_support", "full")),
+                   activation=str(d.get("activation", "relu")))
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+#: Negative slope of the optional LeakyReLU. Measured on gs1_custom: with ReLU the amplitude
+#: decoder goes flat within 2 epochs (std 2e-7, every unit of its last block dead); LeakyReLU keeps
+#: the units alive but the amplitude still flattens (std 2e-4 after 3 epochs), so the default stays
+#: ReLU (the benchmarked network) and the flat-object attractor is documented, not solved.
+LEAKY_SLOPE = 0.1
+
+
+def _act(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
+    raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {name!r}")
+
+
+def _block(cin: int, cout: int, act: str = "relu") -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), _act(act),
+                         nn.Conv2d(cout, cout, 3, padding=1), _act(act))
 
 
 class _Decoder(nn.Module):
     """``levels`` x (2x nearest upsampling + conv block), then a 3x3 conv to ``out_channels``."""
 
-    def __init__(self, filters: tuple[int, ...], out_channels: int, levels: int):
+    def __init__(self, filters: tuple[int, ...], out_channels: int, levels: int, act: str):
         super().__init__()
         rev = list(reversed(filters))
         outs = [rev[i + 1] if i + 1 < len(rev) else rev[-1] for i in range(levels)]
         ins = [rev[0]] + outs[:-1]
-        self.blocks = nn.ModuleList(_block(a, b) for a, b in zip(ins, outs, strict=True))
+        self.blocks = nn.ModuleList(_block(a, b, act) for a, b in zip(ins, outs, strict=True))
         self.head = nn.Conv2d(outs[-1], out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -114,12 +132,13 @@ class PtychoNet(nn.Module):
         self.cfg = cfg
         f = cfg.filters
         c = cfg.channels
-        self.encoder = nn.ModuleList(_block(c if i == 0 else f[i - 1], f[i]) for i in range(len(f)))
+        self.encoder = nn.ModuleList(_block(c if i == 0 else f[i - 1], f[i], cfg.activation)
+                                     for i in range(len(f)))
         # 'central': the decoders stop one level early (N/2 output, zero-padded to N), as in
         # PtychoPINN; this also skips the two most expensive full-resolution conv blocks.
         levels = len(f) - 1 if cfg.object_support == "central" else len(f)
-        self.amp_decoder = _Decoder(f, c, levels)
-        self.phase_decoder = _Decoder(f, c, levels)
+        self.amp_decoder = _Decoder(f, c, levels, cfg.activation)
+        self.phase_decoder = _Decoder(f, c, levels, cfg.activation)
         # Heads: zero bias (neutral point amp_ref / phase 0), default weights x HEAD_INIT_GAIN.
         for head in (self.amp_decoder.head, self.phase_decoder.head):
             head.weight.data.mul_(HEAD_INIT_GAIN)

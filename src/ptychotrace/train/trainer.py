@@ -295,8 +295,10 @@ def _check_resume_compatible(ckpt: dict, config: RunConfig) -> None:
     support = resolve_object_support(config.training.object_support, ckpt["physics"]["probe"].numpy(),
                                      config.simulation.gridsize)
     want = {"N": config.simulation.N, "gridsize": config.simulation.gridsize,
-            "width": config.training.width, "object_support": support}
-    diff = {k: (net.get(k), v) for k, v in want.items() if net.get(k) != v}
+            "width": config.training.width, "object_support": support,
+            "activation": NetworkConfig.activation}
+    diff = {k: (net.get(k, "relu" if k == "activation" else None), v) for k, v in want.items()
+            if net.get(k, "relu" if k == "activation" else None) != v}
     if diff:
         raise ValueError(f"cannot resume: checkpoint was trained with a different model "
                          f"({', '.join(f'{k}: checkpoint {a} vs config {b}' for k, (a, b) in diff.items())})")
