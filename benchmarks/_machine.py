@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,3 +31,12 @@ def describe_machine() -> dict:
             "numpy": np.__version__, "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available()}
+
+
+def record_result(result: dict, output: str | Path) -> dict:
+    """Write a benchmark result as JSON (with its machine block) and print it without the machine."""
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    return result

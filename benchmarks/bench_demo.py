@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import describe_machine  # noqa: E402
+from _machine import describe_machine, record_result  # noqa: E402
 
 COMMAND = ["run", "--scenario", "gs1_ideal", "--group-limit", "64", "--nepochs", "5",
            "--prediction-scale-source", "least_squares", "--quiet", "--force"]
@@ -42,10 +42,7 @@ def main(argv=None) -> dict:
               "least_squares_scale": ((meta.get("prediction_scale") or {}).get("least_squares")
                                       or {}).get("value"),
               "machine": describe_machine()}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
-    return result
+    return record_result(result, args.output)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import describe_machine  # noqa: E402
+from _machine import describe_machine, record_result  # noqa: E402
 
 
 def child(patterns: int, batch_size: int) -> dict:
@@ -70,10 +70,7 @@ def main(argv=None) -> dict:
                           check=True)
     result = {"benchmark": "inference_memory", **json.loads(proc.stdout.strip().splitlines()[-1]),
               "machine": describe_machine()}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
-    return result
+    return record_result(result, args.output)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ number to compare across machines; absolute rates depend on the CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import describe_machine  # noqa: E402
+from _machine import describe_machine, record_result  # noqa: E402
 from ptychotrace.config import resolve_scenario  # noqa: E402
 from ptychotrace.physics import forward  # noqa: E402
 from ptychotrace.simulate import simulate  # noqa: E402
@@ -72,10 +71,7 @@ def main(argv=None) -> dict:
                  "dose scale and float64 bookkeeping",
         "machine": describe_machine(),
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
-    return result
+    return record_result(result, args.output)
 
 
 if __name__ == "__main__":
