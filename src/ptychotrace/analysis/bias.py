@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from ..telemetry.scale_chain import chain_ratios, stage_means, symmetry_check
+from ..telemetry.stats import dig as _dig
 from ..telemetry.stats import format_number
 from ..telemetry.writers import write_json, write_text
 
@@ -116,12 +117,6 @@ def _num(x: Any) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def _dig(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, Mapping):
-            return None
-        d = d.get(k)
-    return d
 
 
 def _rel(r: float | None) -> float | None:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..telemetry.scale_chain import RATIO_DEFS
+from ..telemetry.stats import dig as _dig
 from ..telemetry.writers import NON_FINITE_KEY, write_bytes, write_text
 from .figures import PNG_SIGNATURE, frc_png, image_png, training_curves_png
 from .html import (
@@ -166,12 +167,6 @@ def _with_note(block: Mapping[str, Any], key: str, unit: str = "") -> str:
     return fmt(v, unit)
 
 
-def _dig(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, Mapping):
-            return None
-        d = d.get(k)
-    return d
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "", depth: int = 8) -> dict[str, Any]:

@@ -16,6 +16,7 @@ counts as NaN when its real or imaginary part is NaN, and as finite when both pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -95,3 +96,12 @@ def format_number(x: Any, digits: int = 4) -> str:
     if isinstance(x, (float, np.floating)):
         return f"{float(x):.{digits}g}"
     return "n/a" if x is None else str(x)
+
+
+def dig(d: Any, *keys: str) -> Any:
+    """``d[k1][k2]...`` for nested JSON blocks, or None as soon as a level is missing."""
+    for k in keys:
+        if not isinstance(d, Mapping):
+            return None
+        d = d.get(k)
+    return d
