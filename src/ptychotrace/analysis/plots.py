@@ -12,15 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..telemetry.scale_chain import RATIO_DEFS
+from ..telemetry.stats import dig as _get
 from ..telemetry.writers import atomic_path
-
-
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, Mapping):
-            return None
-        d = d.get(k)
-    return d
 
 
 def _val(x: Any) -> float:

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from ..physics.stitching import COVERAGE_MIN_WEIGHT
+from ..telemetry.stats import dig as _get
 from ..telemetry.writers import write_json, write_text
 
 SCHEMA_VERSION = "1.0"
@@ -546,12 +547,6 @@ def run_point(task: PointTask) -> dict:
 # --------------------------------------------------------------------------------------------
 # Metrics from disk
 # --------------------------------------------------------------------------------------------
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
 
 
 def _num(x: Any) -> float | None:
