@@ -15,7 +15,8 @@ import torch
 from . import __version__
 from .config import ProbeMode, SimulationConfig
 from .data.dataset import TEST, TRAIN, Dataset
-from .physics.forward import expected_counts, extract_patches, pad_canvas, required_pad, sample_poisson
+from .physics.forward import extract_patches, far_field_of_product, intensity, pad_canvas, required_pad
+from .physics.noise import counts_from_far_field
 from .physics.objects import lines_object
 from .physics.probe import amplitude_stats, focused_probe, ideal_probe, load_probe_npz, normalise_probe
 from .physics.scaling import dataset_dose_scale
@@ -76,29 +77,43 @@ def simulate(sim: SimulationConfig, progress: Progress | None = None,
     p0 = torch.from_numpy(norm.probe)
     xs = torch.from_numpy(pos.xcoords + pad)
     ys = torch.from_numpy(pos.ycoords + pad)
-    unit = np.empty((n_pat, n, n), dtype=np.float32)   # |F(P0 * O_j)|^2, unit dose
+    done, total = 0, len(train_idx) + n_pat
+
+    # Pass 1, training split only: sum|P0 * O_j|^2 in real space (equal to the far-field sum by
+    # Parseval) defines the dose scale before any pattern is sampled, so pass 2 can sample each
+    # chunk straight from its far field without keeping a unit-dose copy of all patterns.
+    p0_intensity = intensity(p0).reshape(-1)
+    train_sums = np.empty(len(train_idx), dtype=np.float64)
+    with torch.no_grad():
+        for start in range(0, len(train_idx), CHUNK):
+            sel = torch.from_numpy(train_idx[start:start + CHUNK])
+            patches = extract_patches(canvas, xs[sel], ys[sel], n)
+            train_sums[start:start + len(sel)] = (
+                intensity(patches).reshape(len(sel), -1) @ p0_intensity).numpy()
+            done += len(sel)
+            if progress:
+                progress(done, total)
+    dose = dataset_dose_scale(sim.nphotons, float(train_sums.mean()), n)
+
+    # Pass 2, every pattern: extract -> probe -> far field -> counts, one chunk at a time.
+    s2 = dose.value**2
+    noise_seed_int = int(noise_seed.generate_state(1, dtype=np.uint64)[0])
+    counts = np.empty((n_pat, n, n), dtype=np.float32)
+    expected_sums = np.empty(n_pat, dtype=np.float64)
+    measured = np.empty(n_pat, dtype=np.float64)
     with torch.no_grad():
         for start in range(0, n_pat, CHUNK):
             sl = slice(start, min(start + CHUNK, n_pat))
-            patches = extract_patches(canvas, xs[sl], ys[sl], n)
-            unit[sl] = expected_counts(p0, patches).numpy()
+            field = far_field_of_product(p0, extract_patches(canvas, xs[sl], ys[sl], n))
+            expected_sums[sl], measured[sl] = counts_from_far_field(
+                field.numpy(), s2, noise_seed_int if sim.poisson_noise else None,
+                start * n * n, counts[sl])
+            done += sl.stop - sl.start
             if progress:
-                progress(sl.stop, 2 * n_pat)
-    unit_sums = unit.reshape(n_pat, -1).sum(axis=1, dtype=np.float64)
-    dose = dataset_dose_scale(sim.nphotons, float(unit_sums[train_idx].mean()), n)
-
-    noise = torch.Generator().manual_seed(int(noise_seed.generate_state(1)[0]))
-    counts = np.empty_like(unit)
-    s2 = np.float32(dose.value**2)
-    for start in range(0, n_pat, CHUNK):
-        sl = slice(start, min(start + CHUNK, n_pat))
-        lam = unit[sl] * s2
-        counts[sl] = sample_poisson(lam, noise) if sim.poisson_noise else lam
-        if progress:
-            progress(n_pat + sl.stop, 2 * n_pat)
+                progress(done, total)
+    unit_sums = expected_sums / s2
 
     physical_probe = (norm.probe * np.float32(dose.value)).astype(np.complex64)
-    measured = counts.reshape(n_pat, -1).sum(axis=1, dtype=np.float64)
     probe_block = {
         "source": probe_source, "mode": sim.probe_mode.value, "shape": list(raw_probe.shape),
         "pre_normalisation": amplitude_stats(raw_probe),
@@ -115,7 +130,8 @@ def simulate(sim: SimulationConfig, progress: Progress | None = None,
         "batch_mean_sum_intensity": dose.batch_mean_sum_intensity,
         "dataset_scale": dose.value, "fallback_scale": dose.closed_form_value,
         "ratio": dose.value / dose.closed_form_value, "used_mode": dose.mode,
-        "derived_from": "train split, sum|P0*O_j|^2 (unit-dose expected photons)",
+        "derived_from": "train split, sum|P0*O_j|^2 in real space (unit-dose expected photons; "
+                        "equal to the far-field sum by Parseval)",
     }
     record = {
         "probe": probe_block,

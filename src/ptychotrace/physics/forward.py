@@ -59,8 +59,18 @@ def inverse_far_field(field: Tensor) -> Tensor:
 
 
 def intensity(field: Tensor) -> Tensor:
-    """|field|^2 as a real tensor (cheaper and better conditioned than abs().square())."""
-    return torch.view_as_real(field).square().sum(-1)
+    """|field|^2 = re^2 + im^2 as a real tensor (no square root, unlike abs().square(); one
+    fused multiply-add instead of a reduction over a size-2 axis, several times faster)."""
+    return torch.addcmul(field.real.square(), field.imag, field.imag)
+
+
+def far_field_of_product(probe: Tensor, object_patches: Tensor) -> Tensor:
+    """``far_field(probe * O_j)`` with the centring sign folded into the (N, N) probe, which saves
+    one full pass over the (..., N, N) batch. Same convention as :func:`far_field` (tested)."""
+    n, m = probe.shape[-2:]
+    if n % 2 or m % 2:
+        return far_field(probe * object_patches)
+    return torch.fft.fft2(object_patches * (probe * _centring(n, m, probe.device)), norm="ortho")
 
 
 def expected_counts(probe: Tensor, object_patches: Tensor) -> Tensor:
@@ -69,30 +79,7 @@ def expected_counts(probe: Tensor, object_patches: Tensor) -> Tensor:
     probe: (N, N) complex in sqrt(photons) units (the physical, dose-scaled probe);
     object_patches: (..., N, N) complex, dimensionless transmission. Returns float (..., N, N).
     """
-    return intensity(far_field(probe * object_patches))
-
-
-def sample_poisson(expected: np.ndarray, seed: int | torch.Generator,
-                   gaussian_above: float | None = 1.0e4) -> np.ndarray:
-    """Draw photon counts ~ Poisson(expected) as a float32 NumPy array.
-
-    Pixels with expected count above ``gaussian_above`` use the normal approximation
-    ``round(lam + sqrt(lam) * z)`` (clipped at 0): at lam >= 1e4 its skewness is 1% of one
-    standard deviation, and it is several times cheaper than exact sampling, which otherwise
-    dominates simulation time at high dose. ``gaussian_above=None`` samples every pixel exactly.
-    ``seed`` is an int or a torch.Generator; the draw order is fixed, so a seed gives
-    byte-identical output.
-    """
-    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
-    lam = torch.as_tensor(np.asarray(expected, dtype=np.float32))
-    if gaussian_above is None:
-        return torch.poisson(lam, generator=gen).numpy()
-    out = torch.randn(lam.shape, generator=gen, dtype=torch.float32)
-    out.mul_(lam.sqrt()).add_(lam).round_().clamp_min_(0.0)
-    small = lam <= gaussian_above
-    if bool(small.any()):
-        out[small] = torch.poisson(lam[small], generator=gen)
-    return out.numpy()
+    return intensity(far_field_of_product(probe, object_patches))
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,16 +87,26 @@ def sample_poisson(expected: np.ndarray, seed: int | torch.Generator,
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Block:
-    """Bilinear extraction as a gather of one (N+1) x (N+1) block per patch, then a separable
-    interpolation along x and y. index: (..., N+1, N+1) flat canvas indices; fx, fy: (...)
-    fractional offsets in [0, 1)."""
+    """Bilinear extraction as one (N+1) x (N+1) block per patch followed by a separable
+    interpolation along x and y. ix, iy: (...) int64 block corners (column, row) on the canvas;
+    fx, fy: (...) fractional offsets in [0, 1)."""
 
-    index: Tensor
+    ix: Tensor
+    iy: Tensor
     fx: Tensor
     fy: Tensor
 
+    def flat_index(self, n: int, batch: int, height: int, width: int) -> Tensor:
+        """(..., N+1, N+1) flat indices into the (B*H*W) canvas (for the scatter)."""
+        ar = torch.arange(n + 1, device=self.ix.device)
+        rows = (self.iy[..., None] + ar).clamp(max=height - 1)   # zero-weight taps may sit
+        cols = (self.ix[..., None] + ar).clamp(max=width - 1)    # on the edge
+        base = (torch.arange(batch, device=self.ix.device) * (height * width)).view(
+            batch, *([1] * self.ix.dim()))       # broadcasts over (B, C, N+1)
+        return (base + rows * width)[..., :, None] + cols[..., None, :]
 
-def _block(xcoords: Tensor, ycoords: Tensor, n: int, batch: int, height: int, width: int) -> _Block:
+
+def _block(xcoords: Tensor, ycoords: Tensor, n: int, height: int, width: int) -> _Block:
     x0 = xcoords.to(torch.float64) - n // 2
     y0 = ycoords.to(torch.float64) - n // 2
     ix, iy = torch.floor(x0), torch.floor(y0)
@@ -121,42 +118,68 @@ def _block(xcoords: Tensor, ycoords: Tensor, n: int, batch: int, height: int, wi
             or (ix + n - 1 + (fx > 0).to(torch.int64) > width - 1).any()):
         raise ValueError(f"patch extends outside the {height}x{width} canvas; pad the canvas "
                          "(see pad_canvas) or move the scan positions inward")
-    ar = torch.arange(n + 1, device=xcoords.device)
-    rows = (iy[..., None] + ar).clamp(max=height - 1)     # zero-weight taps may sit on the edge
-    cols = (ix[..., None] + ar).clamp(max=width - 1)
-    base = (torch.arange(batch, device=xcoords.device) * (height * width)).view(
-        batch, *([1] * xcoords.dim()))   # broadcasts over (..., N+1)
-    index = (base + rows * width)[..., :, None] + cols[..., None, :]
-    return _Block(index=index, fx=fx, fy=fy)
+    return _Block(ix=ix, iy=iy, fx=fx, fy=fy)
 
 
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
 
 
-def _weights(f: Tensor, dtype: torch.dtype) -> Tensor:
-    return f.to(dtype)[..., None, None]
+def _extract_forward(canvas: Tensor, blk: _Block, n: int) -> Tensor:
+    """canvas (B, H, W), block params (B, C) -> (B, C, N, N). The (N+1)^2 blocks are gathered
+    from a strided window view (no index tensor), then two lerps interpolate in x and y."""
+    b, h, w = canvas.shape
+    # A block whose +1 tap would fall off the canvas has zero weight there: shift it back by one
+    # and move its weight to 1 (identical values, and the window stays inside the view).
+    ix, iy, fx, fy = blk.ix, blk.iy, blk.fx, blk.fy
+    over_x, over_y = ix > w - n - 1, iy > h - n - 1
+    ix, fx = torch.where(over_x, ix - 1, ix), torch.where(over_x, torch.ones_like(fx), fx)
+    iy, fy = torch.where(over_y, iy - 1, iy), torch.where(over_y, torch.ones_like(fy), fy)
+    windows = canvas.unfold(1, n + 1, 1).unfold(2, n + 1, 1)       # (B, H-N, W-N, N+1, N+1)
+    bidx = torch.arange(b, device=canvas.device).view(b, *([1] * (ix.dim() - 1)))
+    block = windows[bidx, iy, ix]                                   # (B, C, N+1, N+1)
+    complex_input = block.is_complex()
+    if complex_input:
+        block = torch.view_as_real(block)                           # (..., N+1, N+1, 2)
+    rdt = block.dtype
+    tail = (1, 1, 1) if complex_input else (1, 1)
+    wx = fx.to(rdt).reshape(*fx.shape, *tail)
+    wy = fy.to(rdt).reshape(*fy.shape, *tail)
+    along_x = torch.lerp(block[:, :, :, :-1], block[:, :, :, 1:], wx)   # (B, C, N+1, N[, 2])
+    out = torch.lerp(along_x[:, :, :-1], along_x[:, :, 1:], wy)         # (B, C, N, N[, 2])
+    return torch.view_as_complex(out) if complex_input else out
+
+
+class _ExtractPatches(torch.autograd.Function):
+    """Bilinear extraction whose backward is its exact adjoint, :func:`scatter_patches`."""
+
+    @staticmethod
+    def forward(ctx, canvas: Tensor, xcoords: Tensor, ycoords: Tensor, n: int) -> Tensor:
+        blk = _block(xcoords, ycoords, n, canvas.shape[-2], canvas.shape[-1])
+        ctx.save_for_backward(xcoords, ycoords)
+        ctx.canvas_shape = tuple(canvas.shape[-2:])
+        return _extract_forward(canvas, blk, n)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        xcoords, ycoords = ctx.saved_tensors
+        # real bilinear weights: the adjoint of the complex-linear map is the same scatter
+        return scatter_patches(grad, xcoords, ycoords, ctx.canvas_shape), None, None, None
 
 
 def extract_patches(canvas: Tensor, xcoords: Tensor, ycoords: Tensor, patch_size: int) -> Tensor:
     """Bilinear extraction of N x N patches centred at (x, y).
 
     canvas: (H, W) or (B, H, W); xcoords/ycoords: (P,) for a 2-D canvas, (B, C) for a batched one.
-    Returns (P, N, N) or (B, C, N, N), same dtype as the canvas. Differentiable in the canvas.
-    Integer positions reduce exactly to slicing.
+    Returns (P, N, N) or (B, C, N, N), same dtype as the canvas. Differentiable in the canvas
+    (the gradient is :func:`scatter_patches`, the exact adjoint). Integer positions reduce exactly
+    to slicing.
     """
     batched = canvas.dim() == 3
     if not batched:
         canvas = canvas[None]
         xcoords, ycoords = xcoords[None], ycoords[None]
-    b, h, w = canvas.shape
-    n = patch_size
-    blk = _block(xcoords, ycoords, n, b, h, w)
-    rdt = _real_dtype(canvas.dtype)
-    block = canvas.reshape(-1)[blk.index.reshape(-1)].view(*blk.index.shape)
-    fx, fy = _weights(blk.fx, rdt), _weights(blk.fy, rdt)
-    along_x = block[..., :, :-1] * (1 - fx) + block[..., :, 1:] * fx       # (..., N+1, N)
-    out = along_x[..., :-1, :] * (1 - fy) + along_x[..., 1:, :] * fy      # (..., N, N)
+    out = _ExtractPatches.apply(canvas, xcoords, ycoords, patch_size)
     return out if batched else out[0]
 
 
@@ -173,9 +196,9 @@ def scatter_patches(patches: Tensor, xcoords: Tensor, ycoords: Tensor,
         xcoords, ycoords = xcoords[None], ycoords[None]
     b, n = patches.shape[0], patches.shape[-1]
     h, w = canvas_shape
-    blk = _block(xcoords, ycoords, n, b, h, w)
+    blk = _block(xcoords, ycoords, n, h, w)
     rdt = _real_dtype(patches.dtype)
-    fx, fy = _weights(blk.fx, rdt), _weights(blk.fy, rdt)
+    fx, fy = blk.fx.to(rdt)[..., None, None], blk.fy.to(rdt)[..., None, None]
     zero_row = torch.zeros_like(patches[..., :1, :])
     along_x = (torch.cat([patches * (1 - fy), zero_row], dim=-2)
                + torch.cat([zero_row, patches * fy], dim=-2))              # (..., N+1, N)
@@ -183,7 +206,7 @@ def scatter_patches(patches: Tensor, xcoords: Tensor, ycoords: Tensor,
     block = (torch.cat([along_x * (1 - fx), zero_col], dim=-1)
              + torch.cat([zero_col, along_x * fx], dim=-1))                # (..., N+1, N+1)
     flat = torch.zeros(b * h * w, dtype=patches.dtype, device=patches.device)
-    flat = flat.index_add(0, blk.index.reshape(-1), block.reshape(-1))
+    flat = flat.index_add(0, blk.flat_index(n, b, h, w).reshape(-1), block.reshape(-1))
     out = flat.view(b, h, w)
     return out if batched else out[0]
 

@@ -1,0 +1,84 @@
+"""Exact Poisson sampling: distribution, reproducibility, chunk invariance, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ptychotrace.physics.noise import INVERSION_BELOW, counts_from_far_field, sample_poisson
+
+
+@pytest.mark.parametrize("lam", [0.02, 0.7, 4.0, INVERSION_BELOW - 1e-3, INVERSION_BELOW,
+                                 37.0, 800.0])
+def test_counts_follow_the_poisson_pmf(lam):
+    """Chi-square goodness of fit against scipy's pmf on both sides of the algorithm switch."""
+    draws = sample_poisson(np.full(300_000, lam, np.float32), seed=5)
+    k = draws.astype(np.int64)
+    lo, hi = int(stats.poisson.ppf(1e-4, lam)), int(stats.poisson.isf(1e-4, lam))
+    edges = np.arange(lo, hi + 2)
+    inside = np.clip(k, lo - 1, hi + 1) - (lo - 1)                  # bins: <lo, lo..hi, >hi
+    observed = np.bincount(inside, minlength=hi - lo + 3).astype(float)
+    cdf = stats.poisson.cdf(edges - 1, lam)                          # P(K <= lo-1), ...
+    probs = np.concatenate([[cdf[0]], np.diff(cdf), [1 - cdf[-1]]])
+    expected = probs * draws.size
+    keep = expected > 20
+    chi2 = ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-4, (lam, chi2, keep.sum())
+
+
+@pytest.mark.parametrize("lam", [5e4, 3e6, 2e8])
+def test_large_means_have_poisson_moments(lam):
+    draws = sample_poisson(np.full(200_000, lam, np.float32), seed=3).astype(np.float64)
+    se = np.sqrt(lam / draws.size)
+    assert abs(draws.mean() - lam) < 5 * se
+    assert abs(draws.var() / lam - 1) < 0.03
+    assert np.all(draws == np.round(draws))
+
+
+def test_zero_mean_gives_zero_counts_and_scale_multiplies_the_mean():
+    assert not sample_poisson(np.zeros(1000, np.float32), 1).any()
+    draws = sample_poisson(np.full(200_000, 2.0, np.float32), 5, scale=3.0)
+    assert abs(draws.mean() - 6.0) < 5 * np.sqrt(6.0 / draws.size)
+
+
+def test_same_seed_same_bytes_other_seed_differs():
+    lam = np.random.default_rng(0).uniform(0, 50, (7, 33, 33)).astype(np.float32)
+    a, b = sample_poisson(lam, 9), sample_poisson(lam, 9)
+    assert a.tobytes() == b.tobytes() and a.shape == lam.shape and a.dtype == np.float32
+    assert (sample_poisson(lam, 10) != a).mean() > 0.5
+
+
+def test_chunked_sampling_equals_whole_array_sampling():
+    lam = np.random.default_rng(1).uniform(0, 3e4, (10, 16, 16)).astype(np.float32)
+    whole = sample_poisson(lam, 4)
+    parts = [sample_poisson(lam[s:s + 3], 4, first_index=s * 256) for s in range(0, 10, 3)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_far_field_kernel_matches_sampling_its_intensity():
+    rng = np.random.default_rng(2)
+    field = (rng.standard_normal((6, 8, 8)) + 1j * rng.standard_normal((6, 8, 8))).astype(np.complex64)
+    intensity = (field.real.astype(np.float32) ** 2 + field.imag.astype(np.float32) ** 2)
+    out = np.empty((6, 8, 8), np.float32)
+    lam_sum, count_sum = counts_from_far_field(field, 50.0, 8, 6 * 64, out)
+    np.testing.assert_array_equal(out, sample_poisson(intensity, 8, 50.0, first_index=6 * 64))
+    np.testing.assert_allclose(lam_sum, 50.0 * intensity.sum(axis=(1, 2), dtype=np.float64),
+                               rtol=1e-5)
+    np.testing.assert_array_equal(count_sum, out.sum(axis=(1, 2), dtype=np.float64))
+    noiseless = np.empty_like(out)
+    counts_from_far_field(field, 50.0, None, 0, noiseless)
+    np.testing.assert_allclose(noiseless, 50.0 * intensity, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [np.array([1.0, -0.5]), np.array([np.nan]), np.array([np.inf])])
+def test_bad_expected_counts_are_refused(bad):
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        sample_poisson(bad, 1)
+
+
+def test_bad_scale_and_seed_are_refused():
+    with pytest.raises(ValueError, match="scale"):
+        sample_poisson(np.ones(3), 1, scale=-1.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        sample_poisson(np.ones(3), -2)
