@@ -287,3 +287,14 @@ def test_real_tiny_sweep_end_to_end(tmp_path):
                  "--baseline-iterations", "5", "--output-dir", str(out)]) == 0
     assert _mtimes(out) == before
     assert len(json.loads((out / "sweep_summary.json").read_text())["skipped"]) == 4
+
+
+def test_speedup_is_baseline_time_over_pinn_time():
+    from ptychotrace.sweep.sweep import speedup_vs_baseline
+    block = {"pinn": {"mean": {"seconds_per_pattern": 0.02, "network_seconds_per_pattern": 0.004}},
+             "baseline": {"mean": {"seconds_per_pattern": 0.2}}}
+    sp = speedup_vs_baseline(block)
+    assert sp["inference"] == pytest.approx(10.0) and sp["network_only"] == pytest.approx(50.0)
+    block["pinn"]["mean"]["network_seconds_per_pattern"] = None
+    assert speedup_vs_baseline(block)["network_only"] is None
+    assert speedup_vs_baseline({"pinn": block["pinn"]}) is None

@@ -102,6 +102,8 @@ METRICS: dict[str, str] = {
                            "wall time / patterns",
     "total_seconds_per_pattern": "PINN: (train + inference) / inferred patterns (s); baseline: as "
                                  "seconds_per_pattern",
+    "network_seconds_per_pattern": "PINN: network forward pass alone / inferred patterns (s), "
+                                   "without the twin fix and the refinement",
     "patterns": "patterns reconstructed (PINN: inferred test patterns; baseline: test split)",
 }
 
@@ -588,6 +590,7 @@ def pinn_metrics(run_dir: Path) -> dict | None:
         infer_s = _num(_get(meta, "stage_seconds", "infer"))
     pats = _num(inf.get("patterns_used")) or _num(_get(meta, "counts", "test_count"))
     pps = _num(inf.get("patterns_per_second"))
+    net_s = _num(secs.get("network")) if isinstance(secs, dict) else None
     train_s = _num(_get(meta, "stage_seconds", "train"))
     if infer_s is not None and pats:
         per = infer_s / pats
@@ -600,9 +603,28 @@ def pinn_metrics(run_dir: Path) -> dict | None:
         "seconds_per_pattern": per,
         "total_seconds_per_pattern": ((train_s or 0.0) + infer_s) / pats
         if (infer_s is not None and pats and train_s is not None) else None,
+        "network_seconds_per_pattern": net_s / pats if (net_s is not None and pats) else None,
         "patterns": int(pats) if pats else None,
     })
     return out
+
+
+def speedup_vs_baseline(block: dict) -> dict | None:
+    """Baseline seconds per pattern over the PINN's (means across seeds), for the whole default
+    inference and for the network alone; None without both methods."""
+    if "pinn" not in block or "baseline" not in block:
+        return None
+    base = block["baseline"]["mean"].get("seconds_per_pattern")
+    pinn = block["pinn"]["mean"]
+
+    def ratio(key: str) -> float | None:
+        v = pinn.get(key)
+        return base / v if (base and v) else None
+
+    return {"inference": ratio("seconds_per_pattern"),
+            "network_only": ratio("network_seconds_per_pattern"),
+            "definition": "baseline seconds per reconstructed pattern / PINN seconds per pattern "
+                          "(> 1: the PINN is faster); PINN training time excluded"}
 
 
 def baseline_metrics(baseline_dir: Path) -> dict | None:
@@ -618,6 +640,7 @@ def baseline_metrics(baseline_dir: Path) -> dict | None:
         "baseline_seconds": _num(rec.get("wall_time_s")),
         "baseline_iterations": _num(rec.get("iterations")),
         "seconds_per_pattern": per, "total_seconds_per_pattern": per,
+        "network_seconds_per_pattern": None,
         "patterns": rec.get("n_patterns"),
     })
     return out
@@ -763,6 +786,7 @@ def build_summary(plan: SweepPlan, ctx: dict, final: bool = True) -> dict:
                         "mean": {k: aggregate([o.get(k) for o in ok])["mean"] for k in METRICS},
                         "std": {k: aggregate([o.get(k) for o in ok])["std"] for k in METRICS},
                         "n": {k: aggregate([o.get(k) for o in ok])["n"] for k in METRICS}}
+        block["speedup_vs_baseline"] = speedup_vs_baseline(block)
         per_dose.append(block)
     # one entry per (name, method): keep the most informative error
     uniq: dict[tuple, dict] = {}
@@ -835,6 +859,13 @@ def render_markdown(summary: dict) -> str:
             cells = [_fmt(b["mean"][k], b["std"][k]) for k, _ in MD_COLUMNS]
             lines.append(f"| {dose_label(block['nphotons'])} | {m} | {b['n_ok']}/{b['n_seeds']} | "
                          + " | ".join(cells) + " |")
+    speed = [(dose_label(b["nphotons"]), b.get("speedup_vs_baseline")) for b in summary["per_dose"]]
+    if any(sp for _, sp in speed):
+        lines += ["", "Speed-up of the PINN over the baseline per reconstructed pattern (baseline s / "
+                  "PINN s; training excluded):", "",
+                  "| nphotons | default inference | network alone |", "|---|---|---|"]
+        lines += [f"| {d} | {_fmt(sp.get('inference'), None, 3)}x | "
+                  f"{_fmt(sp.get('network_only'), None, 3)}x |" for d, sp in speed if sp]
     if summary.get("skipped"):
         lines += ["", "## Skipped (already finished, resumed)", ""]
         lines += [f"- {s['name']} ({s['method']}): {s['reason']}" for s in summary["skipped"]]
