@@ -82,3 +82,24 @@ def test_bad_scale_and_seed_are_refused():
         sample_poisson(np.ones(3), 1, scale=-1.0)
     with pytest.raises(ValueError, match="non-negative"):
         sample_poisson(np.ones(3), -2)
+
+
+def test_vectorised_first_pass_changes_nothing():
+    """The two-pass block sampler equals drawing every pixel with the scalar routine."""
+    import numba
+
+    from ptychotrace.physics import noise
+
+    @numba.njit
+    def scalar_reference(lam, base, out):
+        for i in range(lam.shape[0]):
+            _, k = noise._poisson_one(lam[i], noise._pixel_state(base, np.uint64(i)), noise._INV_K)
+            out[i] = k
+
+    rng = np.random.default_rng(4)
+    lam = np.concatenate([rng.uniform(0, 12, 3000), 10 ** rng.uniform(1, 7, 5000), np.zeros(50)])
+    base = np.uint64(noise._mix(np.uint64(77)))   # a Python int would type as int64
+    fast, ref = np.empty(lam.size, np.float32), np.empty(lam.size, np.float32)
+    noise._sample_block(lam, np.uint64(0), base, noise._INV_K, fast)
+    scalar_reference(lam, base, ref)
+    np.testing.assert_array_equal(fast, ref)

@@ -97,6 +97,44 @@ def _poisson_one(lam, state, inv_k):
         u -= 0.5
 
 
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _pixel_state(base, g):
+    """Start of pixel g's stream (its first 64-bit word)."""
+    return _mix(base + g * _GAMMA)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sample_block(lam, first, base, inv_k, out):
+    """out[i] ~ Poisson(lam[i]) for one block (lam float64 (n,), out float32 (n,)), pixel i using
+    the stream of global index first + i.
+
+    Two passes with the same result as calling :func:`_poisson_one` on every pixel (tested bit for
+    bit): a branch-free pass that the compiler vectorises tries PTRS's first proposal and its
+    squeeze test on every pixel (accepted for ~40% of draws at lam = 12, ~80% at 1e4); a scalar
+    pass then samples the rest (lam < 10 and squeeze failures) from the same streams.
+    """
+    n = lam.shape[0]
+    k_fast = np.empty(n)
+    accepted = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        z = _pixel_state(base, first + np.uint64(i))
+        u = _to_unit(z) - 0.5
+        v = _to_unit(_mix(z + _GAMMA))
+        lm = lam[i]
+        b = 0.931 + 2.53 * math.sqrt(lm)
+        a = -0.059 + 0.02483 * b
+        b2 = b - 2.0
+        us = 0.5 - abs(u)
+        k_fast[i] = math.floor((2.0 * a / us + b) * u + lm + 0.43)
+        accepted[i] = (lm >= INVERSION_BELOW) & (us >= 0.07) & (v * b2 <= 0.9277 * b2 - 3.6224)
+    for i in range(n):
+        if accepted[i]:
+            out[i] = k_fast[i]
+        else:
+            _, k = _poisson_one(lam[i], _pixel_state(base, first + np.uint64(i)), inv_k)
+            out[i] = k
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _poisson_kernel(expected, scale, seed, first_index, inv_k, out):
     """out[i] ~ Poisson(scale * expected[i]) for flat float32 arrays; pixel i uses the stream of
@@ -105,11 +143,12 @@ def _poisson_kernel(expected, scale, seed, first_index, inv_k, out):
     base = _mix(seed)
     block = 4096
     for blk in numba.prange((n + block - 1) // block):
-        stop = min(n, (blk + 1) * block)
-        for i in range(blk * block, stop):
-            state = _mix(base + (first_index + np.uint64(i)) * _GAMMA)
-            state, k = _poisson_one(float(expected[i]) * scale, state, inv_k)
-            out[i] = k
+        start = blk * block
+        stop = min(n, start + block)
+        lam = np.empty(stop - start)
+        for i in range(start, stop):
+            lam[i - start] = float(expected[i]) * scale
+        _sample_block(lam, first_index + np.uint64(start), base, inv_k, out[start:stop])
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -119,21 +158,21 @@ def _far_field_kernel(field, scale, seed, first_index, noise, inv_k, out, expect
     n_pat, m = field.shape[0], field.shape[1]
     base = _mix(seed)
     for p in numba.prange(n_pat):
-        first = first_index + np.uint64(p) * np.uint64(m)
+        lam = np.empty(m)
         s_lam = 0.0
-        s_out = 0.0
         for i in range(m):
             re = float(field[p, i, 0])
             im = float(field[p, i, 1])
-            lam = scale * (re * re + im * im)
-            s_lam += lam
-            if noise:
-                state = _mix(base + (first + np.uint64(i)) * _GAMMA)
-                state, k = _poisson_one(lam, state, inv_k)
-            else:
-                k = lam
-            out[p, i] = k
-            s_out += float(np.float32(k))
+            lam[i] = scale * (re * re + im * im)
+            s_lam += lam[i]
+        if noise:
+            _sample_block(lam, first_index + np.uint64(p) * np.uint64(m), base, inv_k, out[p])
+        else:
+            for i in range(m):
+                out[p, i] = lam[i]
+        s_out = 0.0
+        for i in range(m):
+            s_out += float(out[p, i])
         expected_sum[p] = s_lam
         count_sum[p] = s_out
 
