@@ -40,6 +40,23 @@ def test_same_seed_gives_identical_arrays_and_other_seed_differs(tiny_sim_overri
     assert not np.array_equal(a.counts, c.counts)
 
 
+def test_counts_do_not_depend_on_threads_or_chunking(tiny_sim_overrides, monkeypatch):
+    """Counter-based noise: one thread or two, small chunks or large, the same bytes."""
+    import numba
+
+    import ptychotrace.simulate as sim_module
+
+    a, _ = _sim(tiny_sim_overrides)
+    threads = numba.get_num_threads()
+    monkeypatch.setattr(sim_module, "CHUNK", 7)
+    try:
+        numba.set_num_threads(1)
+        b, _ = _sim(tiny_sim_overrides)
+    finally:
+        numba.set_num_threads(threads)
+    assert a.counts.tobytes() == b.counts.tobytes()
+
+
 def test_gridsize_two_has_four_times_the_patterns(tiny_sim_overrides):
     cfg1, _, _ = resolve_scenario("gs1_ideal", tiny_sim_overrides, use_profile=False)
     cfg2, _, _ = resolve_scenario("gs2_ideal", tiny_sim_overrides, use_profile=False)

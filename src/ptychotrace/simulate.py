@@ -82,14 +82,16 @@ def simulate(sim: SimulationConfig, progress: Progress | None = None,
     # Pass 1, training split only: sum|P0 * O_j|^2 in real space (equal to the far-field sum by
     # Parseval) defines the dose scale before any pattern is sampled, so pass 2 can sample each
     # chunk straight from its far field without keeping a unit-dose copy of all patterns.
-    p0_intensity = intensity(p0).reshape(-1)
+    p0_intensity = intensity(p0).reshape(-1).numpy().astype(np.float64)
     train_sums = np.empty(len(train_idx), dtype=np.float64)
     with torch.no_grad():
         for start in range(0, len(train_idx), CHUNK):
             sel = torch.from_numpy(train_idx[start:start + CHUNK])
             patches = extract_patches(canvas, xs[sel], ys[sel], n)
-            train_sums[start:start + len(sel)] = (
-                intensity(patches).reshape(len(sel), -1) @ p0_intensity).numpy()
+            # float64, one row at a time: the sums must not depend on the chunk size (a BLAS
+            # matrix-vector product rounds differently for different batch shapes)
+            rows = intensity(patches).reshape(len(sel), -1).numpy().astype(np.float64)
+            train_sums[start:start + len(sel)] = (rows * p0_intensity).sum(axis=1)
             done += len(sel)
             if progress:
                 progress(done, total)
