@@ -149,6 +149,17 @@ class InferenceConfig(_Frozen):
     refine_steps: int = Field(50, ge=0, description="physics refinement steps of the stitched "
                               "object on the test counts (0 = off; see docs/benchmarks.md)")
     refine_lr: float = Field(0.02, gt=0, description="refinement Adam step, relative to amp_ref")
+    refine_holdout: float = Field(0.1, ge=0, lt=1, description="fraction of every pixel's photons "
+                                  "held out (binomial thinning) to stop the refinement before it "
+                                  "fits shot noise and return its best iterate (0 = off; integer "
+                                  "counts only; see docs/physics.md)")
+    refine_patience: int | None = Field(10, ge=1, description="stop the refinement after this "
+                                        "many steps without hold-out improvement (None = never)")
+    refine_smooth: bool = Field(True, description="with the hold-out: Gaussian low-pass of the "
+                                "refined object, width chosen by the held-out deviance (0 at high "
+                                "dose)")
+    refine_refit: bool = Field(True, description="with the hold-out: redo the chosen number of "
+                               "steps on all photons (no photons lost; twice the refinement time)")
 
 
 class EvaluationConfig(_Frozen):

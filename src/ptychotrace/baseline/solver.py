@@ -55,7 +55,8 @@ deviance at every iterate for free (same forward pass), returns the iterate wher
 stops after ``patience`` iterations without improvement. At high dose the held-out cost keeps
 falling and all iterations run; at low dose the fit starts to model noise after a few iterations
 and the hold-out stops it there. Non-integer counts (noise-free simulations) cannot be thinned:
-the hold-out is switched off and recorded as such.
+the hold-out is switched off and recorded as such. The thinning code lives in
+:mod:`ptychotrace.physics.holdout`, shared with the PINN's inference refinement.
 
 Regions: ``covered`` is exactly the PINN evaluation's coverage: the weights of
 ``stitch_to_object_frame`` with the central ``window`` x ``window`` pixels of every patch (default
@@ -89,6 +90,7 @@ from ..physics.forward import (
     required_pad,
     scatter_patches,
 )
+from ..physics.holdout import holdout_reason, split_photons
 from ..physics.stitching import (
     COVERAGE_MIN_WEIGHT,
     ILLUMINATED_FRACTION,
@@ -269,30 +271,6 @@ def object_shape_of(ds: Dataset) -> tuple[int, int]:
     if size:
         return int(size), int(size)
     return int(math.ceil(ds.ycoords.max())) + 1, int(math.ceil(ds.xcoords.max())) + 1
-
-
-def split_photons(counts: np.ndarray, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Binomial thinning: ``I = I_fit + I_out`` with ``I_out ~ Binomial(I, holdout)``.
-
-    For Poisson counts the two parts are *independent* Poisson draws with means
-    ``(1 - holdout) lam`` and ``holdout * lam``, so the held-out photons test the model without
-    having been fitted. Requires integer counts."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
-    n = np.rint(counts).astype(np.int64)
-    out = rng.binomial(n, holdout).astype(np.float32)
-    return (n - out).astype(np.float32), out
-
-
-def holdout_reason(counts: np.ndarray, holdout: float) -> str | None:
-    """Why the hold-out cannot be used (None if it can)."""
-    if holdout <= 0:
-        return "disabled (holdout=0)"
-    if not 0 < holdout < 1:
-        raise ValueError(f"holdout must be in [0, 1), got {holdout}")
-    # files store sqrt(counts) in float32, so integers come back within float rounding
-    if not np.allclose(counts, np.rint(counts), rtol=1e-5, atol=1e-3):
-        return "counts are not integers (noise-free or background-subtracted data): no thinning"
-    return None
 
 
 def _problem(ds: Dataset, idx: np.ndarray, object_shape: tuple[int, int], holdout: float,

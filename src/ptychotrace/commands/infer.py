@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-twin-fix", dest="twin_fix", action="store_false")
     p.add_argument("--refine-steps", type=int, help="physics refinement steps of the stitched "
                                                      "object on the test data (0 = off)")
+    p.add_argument("--refine-holdout", type=float, help="fraction of the photons held out to stop "
+                   "the refinement early and keep its best iterate (0 = off; default 0.1)")
     p.add_argument("--device", default="auto")
     p.add_argument("--measurement-domain", choices=["counts", "amplitude"])
     p.set_defaults(handler=run)
@@ -92,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     base = InferenceConfig.model_validate(ckpt["config"].get("inference") or {})
     update = {k: v for k, v in {"batch_size": args.batch_size, "stitch_window": args.stitch_window,
                                 "twin_fix": args.twin_fix, "refine_steps": args.refine_steps,
+                                "refine_holdout": args.refine_holdout,
                                 "group_limit": args.group_limit}.items() if v is not None}
     cfg = InferenceConfig.model_validate({**base.model_dump(), **update})
     pred = predict(model, ds, cfg)

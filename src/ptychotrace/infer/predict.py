@@ -40,10 +40,16 @@ from ..data.dataset import Dataset
 from ..model.losses import poisson_nll
 from ..model.pinn import PINN
 from ..physics.forward import expected_counts, extract_patches, pad_canvas, required_pad
+from ..physics.holdout import holdout_reason, split_photons
 from ..physics.stitching import stitch_to_object_frame
 
 #: Overlapping pairs scored at once by the twin fix (bounds memory at ~PAIR_CHUNK * N^2 * 8 bytes * 6).
 PAIR_CHUNK = 1024
+#: Refinement defaults (InferenceConfig.refine_holdout / refine_patience use the same values).
+REFINE_HOLDOUT = 0.1
+REFINE_PATIENCE = 10
+#: Candidate widths (px) of the refinement's hold-out-selected Gaussian low-pass; 0 = none.
+SMOOTH_SIGMAS_PX = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
 @dataclass
@@ -137,16 +143,22 @@ def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64) -> tup
     device = model.probe.device
     model.eval()
     out = np.empty(data.X.shape, dtype=np.complex64)
+    # channels-last convolutions are ~1.5x faster on CPU (measured, docs/benchmarks.md); the
+    # network is put back in the default layout afterwards, so the caller's model is unchanged.
+    model.net.to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
-    for start in range(0, len(data), batch_size):
-        sl = slice(start, min(start + batch_size, len(data)))
-        x = torch.as_tensor(data.X[sl]).to(device)
-        amp, phase = model.net(x)
-        obj = torch.polar(amp, phase)
-        if model.gridsize > 1:
-            obj, _ = model.physics(obj, torch.as_tensor(data.dx[sl]).to(device),
-                                   torch.as_tensor(data.dy[sl]).to(device))
-        out[sl] = obj.cpu().numpy()
+    try:
+        for start in range(0, len(data), batch_size):
+            sl = slice(start, min(start + batch_size, len(data)))
+            x = torch.as_tensor(data.X[sl]).to(device).contiguous(memory_format=torch.channels_last)
+            amp, phase = model.net(x)
+            obj = torch.polar(amp.contiguous(), phase.contiguous())
+            if model.gridsize > 1:
+                obj, _ = model.physics(obj, torch.as_tensor(data.dx[sl]).to(device),
+                                       torch.as_tensor(data.dy[sl]).to(device))
+            out[sl] = obj.cpu().numpy()
+    finally:
+        model.net.to(memory_format=torch.contiguous_format)
     dt = time.perf_counter() - t0
     return out, (data.X.shape[0] * data.X.shape[1]) / dt if dt > 0 else float("inf")
 
@@ -350,39 +362,159 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
 # --------------------------------------------------------------------------------------------
 # Physics-consistent refinement of the stitched object on the test data
 # --------------------------------------------------------------------------------------------
+def smooth_canvas(canvas: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian low-pass (``sigma`` px, real and imaginary parts) of a complex (H, W) canvas."""
+    if sigma <= 0:
+        return canvas
+    from scipy.ndimage import gaussian_filter
+
+    c = canvas.numpy()
+    out = gaussian_filter(c.real, sigma, mode="nearest") + 1j * gaussian_filter(
+        c.imag, sigma, mode="nearest")
+    return torch.from_numpy(out.astype(np.complex64))
+
+
 def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tensor,
                   counts: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
                   mean_counts: float, fill: float, steps: int, lr: float,
-                  batch_size: int = 256) -> tuple[np.ndarray, dict[str, Any]]:
-    """A few Adam steps of the training Poisson NLL w.r.t. the object canvas (H, W) complex,
-    starting from the stitched PINN output (uncovered pixels start at ``fill``). Uses the same
-    extractor and forward model as training; ``lr`` is relative to ``fill`` (the amp scale)."""
+                  batch_size: int = 256, *, holdout: float = REFINE_HOLDOUT,
+                  patience: int | None = REFINE_PATIENCE, seed: int = 0,
+                  refit: bool = True, smooth: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+    """At most ``steps`` Adam steps of the training Poisson NLL w.r.t. the object canvas (H, W)
+    complex, starting from the stitched PINN output (uncovered pixels start at ``fill``). Uses the
+    same extractor and forward model as training; ``lr`` is relative to ``fill`` (the amp scale).
+
+    Photon hold-out (``holdout`` > 0, integer counts): a fraction ``holdout`` of every pixel's
+    photons is split off by binomial thinning (:mod:`ptychotrace.physics.holdout`, the baseline's
+    code); the steps fit the rest (probe scaled by ``sqrt(1 - holdout)``) and the held-out photons'
+    Poisson deviance is scored at every iterate 0..K from the same forward pass:
+
+    1. early stopping: the iterate k with the lowest held-out deviance is kept (0 = the network's
+       object) and the loop stops after ``patience`` steps without improvement (None = never);
+    2. ``smooth``: a Gaussian low-pass of that iterate, its width chosen from
+       ``SMOOTH_SIGMAS_PX`` by the same held-out deviance (0 = none). Shot noise that the fit
+       absorbed raises the held-out deviance and a low-pass removes it, while at high dose any
+       blur costs far more than it removes, so the width follows the dose from the data alone;
+    3. ``refit``: if k > 0, k steps are redone from the same start on *all* photons and the chosen
+       low-pass applied to that, so the hold-out costs no photons (twice the refinement time).
+
+    ``holdout`` = 0, or non-integer counts (recorded in ``holdout_note``), gives exactly the plain
+    ``steps`` steps on all photons (the behaviour before the hold-out existed): no early stop, no
+    low-pass. ``seed`` drives the thinning only."""
     n = counts.shape[-1]
     pad = required_pad(n)
+    counts = np.ascontiguousarray(counts, dtype=np.float32)
+    reason = holdout_reason(counts, holdout)
     start = np.where(covered_init, init, np.complex64(fill)).astype(np.complex64)
-    canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
-    param = torch.nn.Parameter(torch.view_as_real(canvas).clone())
-    opt = torch.optim.Adam([param], lr=lr * fill)
     xs = torch.as_tensor(xcoords + pad)
     ys = torch.as_tensor(ycoords + pad)
-    cts = torch.as_tensor(counts)
-    losses = []
-    for _ in range(steps):
+    all_counts = torch.as_tensor(counts)
+    if reason is None:
+        fit_np, held_np = split_photons(counts, holdout, seed)
+        fit, held = torch.as_tensor(fit_np), torch.as_tensor(held_np)
+        fit_probe = probe * math.sqrt(1.0 - holdout)
+        fit_mean = mean_counts * (1.0 - holdout)
+        ratio = holdout / (1.0 - holdout)         # E[held-out] / E[fitted]
+    else:
+        fit, held, fit_probe, fit_mean, ratio = all_counts, None, probe, mean_counts, 0.0
+    n_pix = float(counts.size)
+
+    @torch.no_grad()
+    def held_deviance(canvas):
+        """Mean Poisson half-deviance of the held-out photons per detector pixel."""
         total = 0.0
-        opt.zero_grad(set_to_none=True)
         for s in range(0, len(xs), batch_size):
             sl = slice(s, s + batch_size)
-            c = torch.view_as_complex(param)
-            lam = expected_counts(probe, extract_patches(c, xs[sl], ys[sl], n))
-            loss = poisson_nll(lam, cts[sl], mean_counts).sum() / len(xs)
-            loss.backward()
-            total += float(loss.detach())
-        opt.step()
-        losses.append(total)
+            lam = expected_counts(fit_probe, extract_patches(canvas, xs[sl], ys[sl], n))
+            total += float(poisson_nll(lam * ratio, held[sl], 1.0).sum())
+        return total / n_pix
+
+    def run(n_steps, cts, p, mc, score, stop_patience):
+        canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
+        param = torch.nn.Parameter(torch.view_as_real(canvas).clone())
+        opt = torch.optim.Adam([param], lr=lr * fill)
+        losses: list[float] = []
+        held_hist: list[float] = []
+        best, best_k, best_held, stop = None, 0, math.inf, "steps"
+        for k in range(n_steps + 1):
+            last = k == n_steps
+            if last and not score:
+                break                                  # nothing to score at the final iterate
+            total, held_sum = 0.0, 0.0
+            opt.zero_grad(set_to_none=True)
+            for s in range(0, len(xs), batch_size):
+                sl = slice(s, s + batch_size)
+                with torch.set_grad_enabled(not last):
+                    c = torch.view_as_complex(param)
+                    lam = expected_counts(p, extract_patches(c, xs[sl], ys[sl], n))
+                    loss = poisson_nll(lam, cts[sl], mc).sum() / len(xs)
+                    if not last:
+                        loss.backward()
+                total += float(loss.detach())
+                if score:
+                    held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0).sum())
+            if score:
+                held_hist.append(held_sum / n_pix)
+                if held_hist[-1] < best_held:
+                    best_held, best_k = held_hist[-1], k
+                    best = param.detach().clone()
+            if last:
+                break
+            if score and stop_patience is not None and k - best_k >= stop_patience:
+                stop = f"hold-out deviance did not improve for {stop_patience} steps"
+                break
+            losses.append(total)                       # fit loss at iterate k, before step k+1
+            opt.step()
+        final = torch.view_as_complex(best if best is not None else param.detach())
+        return final, losses, held_hist, (best_k if score else len(losses)), stop
+
+    scored = held is not None
+    final, losses, held_hist, best_k, stop = run(int(steps), fit, fit_probe, fit_mean, scored,
+                                                 patience)
+    sigma, smooth_scores = 0.0, []
+    if scored and smooth:
+        sigma, smooth_scores = _choose_smoothing(final, held_deviance)
+    refit_steps = 0
+    if scored and refit and best_k > 0:
+        final, _, _, _, _ = run(best_k, all_counts, probe, mean_counts, False, None)
+        refit_steps = best_k
+    final = smooth_canvas(final, sigma)
     h, w = init.shape
-    out = torch.view_as_complex(param.detach())[pad:pad + h, pad:pad + w].numpy().copy()
-    return out, {"applied": True, "steps": steps, "lr_relative": lr, "nll_first": losses[0] if
-                 losses else None, "nll_last": losses[-1] if losses else None}
+    out = final[pad:pad + h, pad:pad + w].numpy().copy()
+    record: dict[str, Any] = {
+        "applied": True, "max_steps": int(steps), "lr_relative": lr, "steps": len(losses),
+        "best_step": int(best_k), "stop_reason": stop,
+        "nll_first": losses[0] if losses else None, "nll_last": losses[-1] if losses else None,
+        "holdout": float(holdout) if scored else 0.0, "holdout_note": reason,
+        "holdout_seed": int(seed) if scored else None,
+        "patience": patience if scored else None,
+        "holdout_history_len": len(held_hist), "holdout_history": held_hist,
+        "holdout_units": "mean Poisson half-deviance of the held-out photons per detector pixel"
+                         if scored else None,
+        "refit_steps": refit_steps,
+        "smooth_sigma_px": float(sigma),
+        "smooth_scores": [[float(a), float(b)] for a, b in smooth_scores],
+        "smooth_note": None if scored and smooth else
+        ("disabled (smooth=False)" if scored else "needs the hold-out"),
+    }
+    return out, record
+
+
+def _choose_smoothing(canvas: torch.Tensor, deviance) -> tuple[float, list[tuple[float, float]]]:
+    """The low-pass width from ``SMOOTH_SIGMAS_PX`` with the lowest held-out deviance; the scan
+    stops after two widths in a row worse than the best so far. Returns (sigma, [(sigma, dev)])."""
+    scores: list[tuple[float, float]] = []
+    best_sigma, best_dev, worse = 0.0, math.inf, 0
+    for sigma in SMOOTH_SIGMAS_PX:
+        dev = deviance(smooth_canvas(canvas, sigma))
+        scores.append((sigma, dev))
+        if dev < best_dev:
+            best_sigma, best_dev, worse = sigma, dev, 0
+        else:
+            worse += 1
+            if worse >= 2:
+                break
+    return best_sigma, scores
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,7 +583,9 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
             amplitude * np.exp(1j * phase), covered, torch.as_tensor(probe_np),
             ds.counts[uniq], ds.xcoords[uniq], ds.ycoords[uniq],
             float(ckpt["scales"]["loss_normaliser"]["mean_counts"]) / model.target_factor,
-            amp_ref, refine_steps, float(cfg.refine_lr))
+            amp_ref, refine_steps, float(cfg.refine_lr), holdout=float(cfg.refine_holdout),
+            patience=cfg.refine_patience, seed=int(ckpt["config"]["training"]["seed"]),
+            refit=bool(cfg.refine_refit), smooth=bool(cfg.refine_smooth))
         amplitude = np.where(covered, np.abs(obj), 0).astype(np.float32)
         phase = np.where(covered, np.angle(obj), 0).astype(np.float32)
         seconds["refine"] = time.perf_counter() - t1
