@@ -146,6 +146,23 @@ def test_holdout_early_stopping_on_noisy_data():
     assert high.iterations == 8 and high.best_iteration == 8 and high.refit_iterations == 0
 
 
+def test_smoothing_is_opt_in_and_its_width_follows_the_dose():
+    """The PINN refinement's hold-out-chosen low-pass, available to the baseline on request."""
+    low = _dataset(noise=True, photons=30, step=5.0)
+    plain = reconstruct(low, iterations=40, patience=3)
+    assert plain.params["smooth"] is False and plain.params["smooth_sigma_px"] == 0.0
+    smoothed = reconstruct(low, iterations=40, patience=3, smooth=True)
+    assert smoothed.params["smooth_sigma_px"] > 0 and len(smoothed.params["smooth_scores"]) >= 2
+    # the chosen width has the lowest held-out deviance of the widths scored
+    scores = dict((s, d) for s, d in smoothed.params["smooth_scores"])
+    assert scores[smoothed.params["smooth_sigma_px"]] == min(scores.values())
+    assert not np.array_equal(plain.obj, smoothed.obj)
+    high = reconstruct(_dataset(noise=True, photons=1e6), iterations=8, patience=3, smooth=True)
+    assert high.params["smooth_sigma_px"] < smoothed.params["smooth_sigma_px"]
+    off = reconstruct(low, iterations=10, holdout=0.0, smooth=True)
+    assert off.params["smooth_sigma_px"] == 0.0 and "needs the hold-out" in off.params["smooth_note"]
+
+
 def test_split_photons_is_a_binomial_thinning():
     rng = np.random.default_rng(0)
     counts = rng.poisson(7.0, size=(50, 8, 8)).astype(np.float32)

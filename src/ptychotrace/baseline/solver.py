@@ -90,7 +90,7 @@ from ..physics.forward import (
     required_pad,
     scatter_patches,
 )
-from ..physics.holdout import holdout_reason, split_photons
+from ..physics.holdout import choose_smoothing, holdout_reason, smooth_canvas, split_photons
 from ..physics.stitching import (
     COVERAGE_MIN_WEIGHT,
     ILLUMINATED_FRACTION,
@@ -479,7 +479,7 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
                 progress: Progress | None = None, *, likelihood: str = "amplitude",
                 batch_size: int | None = -1, holdout: float = DEFAULT_HOLDOUT,
                 patience: int | None = DEFAULT_PATIENCE, refit: bool = True,
-                delta: float = LSQ_DELTA, window: int = 20,
+                smooth: bool = False, delta: float = LSQ_DELTA, window: int = 20,
                 tol: float | None = None,
                 callback: Callable[[int, np.ndarray], None] | None = None) -> BaselineResult:
     """Reconstruct the object from ``split``'s patterns with the dataset's probe and positions.
@@ -493,6 +493,9 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     ``patience`` iterations without improvement (None = never stop early);
     refit: when the hold-out chose an earlier iterate k, rerun k iterations from the start on all
     photons and return that (so early stopping costs no photons);
+    smooth: with the hold-out, a Gaussian low-pass of the result whose width is chosen by the
+    held-out deviance (:func:`ptychotrace.physics.holdout.choose_smoothing`, the rule of the
+    PINN's refinement); off by default so that the baseline stays the plain algorithm;
     window: stitch window M that defines ``covered`` (the PINN's evaluation region);
     tol: also stop once :func:`converged_at` with this tolerance fires (None = off;
     ``converged_iteration`` is reported either way with ``CONVERGENCE_TOL``);
@@ -526,12 +529,17 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     run = _iterate(prob, algorithm, lik, iterations, batch_size, seed, delta, patience, tol,
                    callback, progress)
     best_obj, refit_iterations = run.best_obj, None
+    sigma, smooth_scores = 0.0, []
+    if smooth and prob.holdout_counts is not None:
+        sigma, smooth_scores = choose_smoothing(
+            run.best_obj, lambda c: _full_pass(c, prob, lik, False)[2])
     if (refit and prob.holdout_counts is not None and 0 < run.best_k < len(run.costs) - 1):
         # stopped early: redo the chosen number of iterations with every photon
         prob_all, _ = _problem(ds, idx, object_shape, 0.0, seed)
         best_obj = _iterate(prob_all, algorithm, lik, run.best_k, batch_size, seed, delta, None,
                             None, None, None).last_obj
         refit_iterations = run.best_k
+    best_obj = smooth_canvas(best_obj, sigma)
     crop = (slice(prob.pad, prob.pad + object_shape[0]), slice(prob.pad, prob.pad + object_shape[1]))
     # the illumination of all the photons (the fitted probe carries 1 - holdout of them)
     illum = run.illumination[crop] / (1.0 - (holdout if holdout_note is None else 0.0))
@@ -546,6 +554,10 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
         "group_limit": group_limit, "tol": tol, "likelihood_requested": likelihood,
         "holdout": holdout if holdout_note is None else 0.0, "holdout_note": holdout_note,
         "patience": patience, "refit": bool(refit), "refit_iterations": refit_iterations,
+        "smooth": bool(smooth), "smooth_sigma_px": float(sigma),
+        "smooth_scores": [[float(a), float(b)] for a, b in smooth_scores],
+        "smooth_note": None if not smooth or prob.holdout_counts is not None else
+        "needs the hold-out: not applied",
         "refit_note": None if refit_iterations is None else
         f"early-stopped at iterate {run.best_k}: refitted that many iterations on all photons",
         "rpie_alpha": RPIE_ALPHA if algorithm == "rpie" else None,

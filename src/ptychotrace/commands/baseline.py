@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--split", choices=["test", "train", "all"], default="test")
     p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
                    help="fraction of the photons held out for early stopping (0 = off)")
+    p.add_argument("--smooth", action="store_true",
+                   help="Gaussian low-pass of the result, width chosen by the held-out deviance "
+                        "(the PINN refinement's rule; off by default: plain LSQ-ML / rPIE)")
     p.add_argument("--stitch-window", type=positive_int, default=20,
                    help="central M x M window that defines the covered region (as the PINN's)")
     p.add_argument("--seed", type=int, default=0)
@@ -129,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         result = reconstruct(ds, split=args.split, iterations=args.iterations,
                              algorithm=args.algorithm, group_limit=args.group_limit,
                              seed=args.seed, progress=update, likelihood=args.likelihood,
-                             holdout=args.holdout, window=args.stitch_window)
+                             holdout=args.holdout, window=args.stitch_window,
+                             smooth=args.smooth)
     backup = prepare_run_dir(out, force=args.force)
     if backup is not None:
         print(f"moved the previous {out} aside to {backup}")

@@ -40,7 +40,7 @@ from ..data.dataset import Dataset
 from ..model.losses import poisson_nll
 from ..model.pinn import PINN
 from ..physics.forward import expected_counts, extract_patches, pad_canvas, required_pad
-from ..physics.holdout import holdout_reason, split_photons
+from ..physics.holdout import choose_smoothing, holdout_reason, smooth_canvas, split_photons
 from ..physics.stitching import stitch_to_object_frame
 
 #: Overlapping pairs scored at once by the twin fix (bounds memory at ~PAIR_CHUNK * N^2 * 8 bytes * 6).
@@ -48,8 +48,6 @@ PAIR_CHUNK = 1024
 #: Refinement defaults (InferenceConfig.refine_holdout / refine_patience use the same values).
 REFINE_HOLDOUT = 0.1
 REFINE_PATIENCE = 10
-#: Candidate widths (px) of the refinement's hold-out-selected Gaussian low-pass; 0 = none.
-SMOOTH_SIGMAS_PX = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
 @dataclass
@@ -362,18 +360,6 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
 # --------------------------------------------------------------------------------------------
 # Physics-consistent refinement of the stitched object on the test data
 # --------------------------------------------------------------------------------------------
-def smooth_canvas(canvas: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian low-pass (``sigma`` px, real and imaginary parts) of a complex (H, W) canvas."""
-    if sigma <= 0:
-        return canvas
-    from scipy.ndimage import gaussian_filter
-
-    c = canvas.numpy()
-    out = gaussian_filter(c.real, sigma, mode="nearest") + 1j * gaussian_filter(
-        c.imag, sigma, mode="nearest")
-    return torch.from_numpy(out.astype(np.complex64))
-
-
 def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tensor,
                   counts: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
                   mean_counts: float, fill: float, steps: int, lr: float,
@@ -392,7 +378,7 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
     1. early stopping: the iterate k with the lowest held-out deviance is kept (0 = the network's
        object) and the loop stops after ``patience`` steps without improvement (None = never);
     2. ``smooth``: a Gaussian low-pass of that iterate, its width chosen from
-       ``SMOOTH_SIGMAS_PX`` by the same held-out deviance (0 = none). Shot noise that the fit
+       ``holdout.SMOOTH_SIGMAS_PX`` by the same held-out deviance (0 = none). Shot noise that the fit
        absorbed raises the held-out deviance and a low-pass removes it, while at high dose any
        blur costs far more than it removes, so the width follows the dose from the data alone;
     3. ``refit``: if k > 0, k steps are redone from the same start on *all* photons and the chosen
@@ -473,7 +459,7 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
                                                  patience)
     sigma, smooth_scores = 0.0, []
     if scored and smooth:
-        sigma, smooth_scores = _choose_smoothing(final, held_deviance)
+        sigma, smooth_scores = choose_smoothing(final, held_deviance)
     refit_steps = 0
     if scored and refit and best_k > 0:
         final, _, _, _, _ = run(best_k, all_counts, probe, mean_counts, False, None)
@@ -498,23 +484,6 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
         ("disabled (smooth=False)" if scored else "needs the hold-out"),
     }
     return out, record
-
-
-def _choose_smoothing(canvas: torch.Tensor, deviance) -> tuple[float, list[tuple[float, float]]]:
-    """The low-pass width from ``SMOOTH_SIGMAS_PX`` with the lowest held-out deviance; the scan
-    stops after two widths in a row worse than the best so far. Returns (sigma, [(sigma, dev)])."""
-    scores: list[tuple[float, float]] = []
-    best_sigma, best_dev, worse = 0.0, math.inf, 0
-    for sigma in SMOOTH_SIGMAS_PX:
-        dev = deviance(smooth_canvas(canvas, sigma))
-        scores.append((sigma, dev))
-        if dev < best_dev:
-            best_sigma, best_dev, worse = sigma, dev, 0
-        else:
-            worse += 1
-            if worse >= 2:
-                break
-    return best_sigma, scores
 
 
 # --------------------------------------------------------------------------------------------
