@@ -298,3 +298,12 @@ def test_speedup_is_baseline_time_over_pinn_time():
     block["pinn"]["mean"]["network_seconds_per_pattern"] = None
     assert speedup_vs_baseline(block)["network_only"] is None
     assert speedup_vs_baseline({"pinn": block["pinn"]}) is None
+
+
+def test_baseline_smoothing_is_part_of_the_baseline_signature():
+    from ptychotrace.sweep.sweep import BaselineOptions
+    assert "smooth" not in BaselineOptions(enabled=True).signature()   # old sweeps resume as before
+    assert BaselineOptions(enabled=True, smooth=True).signature()["smooth"] is True
+    args = build_parser().parse_args(["sweep", "--scenario", "gs1_ideal", "--nphotons", "1e4",
+                                      "--output-dir", "x", "--with-baseline", "--baseline-smooth"])
+    assert args.baseline_smooth is True

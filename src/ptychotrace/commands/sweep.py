@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
                    help="also run the iterative baseline on each point's data")
     g.add_argument("--baseline-iterations", type=positive_int,
                    help="maximum baseline iterations (default: the algorithm's default)")
+    g.add_argument("--baseline-smooth", action="store_true",
+                   help="apply the PINN refinement's hold-out-chosen low-pass to the baseline too "
+                        "(like-for-like at low dose; off: the plain algorithm)")
     g.add_argument("--baseline-algorithm", choices=list(ALGORITHMS), default=DEFAULT_ALGORITHM,
                    help=f"baseline algorithm (default {DEFAULT_ALGORITHM})")
     p.add_argument("--output-dir", required=True, help="sweep directory (reused: resume)")
@@ -77,7 +80,7 @@ def plan_from_args(args: argparse.Namespace):
         return request_from_args(base, run_dir, extra_overrides=overrides)
 
     options = BaselineOptions(enabled=bool(args.with_baseline), iterations=args.baseline_iterations,
-                              algorithm=args.baseline_algorithm)
+                              algorithm=args.baseline_algorithm, smooth=bool(args.baseline_smooth))
     return plan_sweep(args.scenario, doses, args.seeds, Path(args.output_dir), make_request,
                       baseline=options, jobs=args.jobs, force=bool(args.force),
                       progress=not args.quiet, cli_args=cli)

@@ -171,12 +171,16 @@ class BaselineOptions:
     iterations: int | None = None        # None: DEFAULT_ITERATIONS[algorithm]
     algorithm: str = "lsqml"
     split: str = "test"
+    smooth: bool = False                 # the hold-out-chosen low-pass (baseline --smooth)
 
     def signature(self) -> dict:
         from ..baseline import DEFAULT_ITERATIONS
 
         it = self.iterations if self.iterations is not None else DEFAULT_ITERATIONS[self.algorithm]
-        return {"algorithm": self.algorithm, "iterations": int(it), "split": self.split}
+        sig = {"algorithm": self.algorithm, "iterations": int(it), "split": self.split}
+        if self.smooth:        # only when on, so that earlier sweeps resume unchanged
+            sig["smooth"] = True
+        return sig
 
 
 @dataclass
@@ -420,7 +424,7 @@ def _run_baseline(point: SweepPoint, ds, info: dict, options: BaselineOptions,
         sig = options.signature()
         res = reconstruct(ds, split=options.split, iterations=sig["iterations"],
                           algorithm=options.algorithm, seed=point.training_seed,
-                          window=cfg.inference.stitch_window)
+                          window=cfg.inference.stitch_window, smooth=options.smooth)
         meta["reconstruction"] = res.summary()
         stage = "compare"
         covered, source = None, "PINN run of this point did not finish"
