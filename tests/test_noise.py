@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ptychotrace.physics.noise import INVERSION_BELOW, counts_from_far_field, sample_poisson
+from ptychotrace.physics.noise import INVERSION_BELOW, far_field_intensity, sample_poisson
 
 
 @pytest.mark.parametrize("lam", [0.02, 0.7, 4.0, INVERSION_BELOW - 1e-3, INVERSION_BELOW,
@@ -56,25 +56,39 @@ def test_chunked_sampling_equals_whole_array_sampling():
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
-def test_far_field_kernel_matches_sampling_its_intensity():
+def test_far_field_intensity_and_its_row_sums():
     rng = np.random.default_rng(2)
     field = (rng.standard_normal((6, 8, 8)) + 1j * rng.standard_normal((6, 8, 8))).astype(np.complex64)
-    intensity = (field.real.astype(np.float32) ** 2 + field.imag.astype(np.float32) ** 2)
     out = np.empty((6, 8, 8), np.float32)
-    lam_sum, count_sum = counts_from_far_field(field, 50.0, 8, 6 * 64, out)
-    np.testing.assert_array_equal(out, sample_poisson(intensity, 8, 50.0, first_index=6 * 64))
-    np.testing.assert_allclose(lam_sum, 50.0 * intensity.sum(axis=(1, 2), dtype=np.float64),
-                               rtol=1e-5)
-    np.testing.assert_array_equal(count_sum, out.sum(axis=(1, 2), dtype=np.float64))
-    noiseless = np.empty_like(out)
-    counts_from_far_field(field, 50.0, None, 0, noiseless)
-    np.testing.assert_allclose(noiseless, 50.0 * intensity, rtol=1e-5)
+    sums = far_field_intensity(field, out)
+    np.testing.assert_allclose(out, np.abs(field.astype(np.complex128)) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(sums, out.sum(axis=(1, 2), dtype=np.float64), rtol=1e-12)
+    # the sum of a pattern does not depend on the patterns around it (chunking)
+    part = np.empty((2, 8, 8), np.float32)
+    np.testing.assert_array_equal(far_field_intensity(field[3:5], part), sums[3:5])
+    field[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        far_field_intensity(field, out)
+
+
+def test_in_place_sampling_equals_sampling_into_a_new_array():
+    lam = np.random.default_rng(3).uniform(0, 40, (5, 16, 16)).astype(np.float32)
+    expected = sample_poisson(lam, 6, 2.5, first_index=99)
+    buf = lam.copy()
+    assert sample_poisson(buf, 6, 2.5, first_index=99, out=buf) is buf
+    np.testing.assert_array_equal(buf, expected)
+    with pytest.raises(ValueError, match="out must be"):
+        sample_poisson(lam, 6, out=np.empty((5, 16, 16), np.float64))
 
 
 @pytest.mark.parametrize("bad", [np.array([1.0, -0.5]), np.array([np.nan]), np.array([np.inf])])
 def test_bad_expected_counts_are_refused(bad):
     with pytest.raises(ValueError, match="finite and >= 0"):
         sample_poisson(bad, 1)
+    big = np.ones(10_000)                        # an invalid mean in a later block is found too
+    big[9_000] = bad[-1]
+    with pytest.raises(ValueError, match="found 1 negative"):
+        sample_poisson(big, 1)
 
 
 def test_bad_scale_and_seed_are_refused():
@@ -93,13 +107,13 @@ def test_vectorised_first_pass_changes_nothing():
     @numba.njit
     def scalar_reference(lam, base, out):
         for i in range(lam.shape[0]):
-            _, k = noise._poisson_one(lam[i], noise._pixel_state(base, np.uint64(i)), noise._INV_K)
-            out[i] = k
+            out[i] = noise._poisson_one(lam[i], noise._pixel_state(base, np.uint64(i)),
+                                        noise._TABLES)
 
     rng = np.random.default_rng(4)
     lam = np.concatenate([rng.uniform(0, 12, 3000), 10 ** rng.uniform(1, 7, 5000), np.zeros(50)])
     base = np.uint64(noise._mix(np.uint64(77)))   # a Python int would type as int64
     fast, ref = np.empty(lam.size, np.float32), np.empty(lam.size, np.float32)
-    noise._sample_block(lam, np.uint64(0), base, noise._INV_K, fast)
+    noise._sample_block(lam, np.uint64(0), base, noise._TABLES, fast)
     scalar_reference(lam, base, ref)
     np.testing.assert_array_equal(fast, ref)

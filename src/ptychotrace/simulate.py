@@ -15,8 +15,8 @@ import torch
 from . import __version__
 from .config import ProbeMode, SimulationConfig
 from .data.dataset import TEST, TRAIN, Dataset
-from .physics.forward import extract_patches, far_field_of_product, intensity, pad_canvas, required_pad
-from .physics.noise import counts_from_far_field
+from .physics.forward import extract_patches, far_field_of_product, pad_canvas, required_pad
+from .physics.noise import far_field_intensity, sample_poisson
 from .physics.objects import lines_object
 from .physics.probe import amplitude_stats, focused_probe, ideal_probe, load_probe_npz, normalise_probe
 from .physics.scaling import dataset_dose_scale
@@ -77,43 +77,37 @@ def simulate(sim: SimulationConfig, progress: Progress | None = None,
     p0 = torch.from_numpy(norm.probe)
     xs = torch.from_numpy(pos.xcoords + pad)
     ys = torch.from_numpy(pos.ycoords + pad)
-    done, total = 0, len(train_idx) + n_pat
+    chunks = [slice(s, min(s + CHUNK, n_pat)) for s in range(0, n_pat, CHUNK)]
+    done, total = 0, 2 * n_pat
 
-    # Pass 1, training split only: sum|P0 * O_j|^2 in real space (equal to the far-field sum by
-    # Parseval) defines the dose scale before any pattern is sampled, so pass 2 can sample each
-    # chunk straight from its far field without keeping a unit-dose copy of all patterns.
-    p0_intensity = intensity(p0).reshape(-1).numpy().astype(np.float64)
-    train_sums = np.empty(len(train_idx), dtype=np.float64)
-    with torch.no_grad():
-        for start in range(0, len(train_idx), CHUNK):
-            sel = torch.from_numpy(train_idx[start:start + CHUNK])
-            patches = extract_patches(canvas, xs[sel], ys[sel], n)
-            # float64, one row at a time: the sums must not depend on the chunk size (a BLAS
-            # matrix-vector product rounds differently for different batch shapes)
-            rows = intensity(patches).reshape(len(sel), -1).numpy().astype(np.float64)
-            train_sums[start:start + len(sel)] = (rows * p0_intensity).sum(axis=1)
-            done += len(sel)
-            if progress:
-                progress(done, total)
-    dose = dataset_dose_scale(sim.nphotons, float(train_sums.mean()), n)
-
-    # Pass 2, every pattern: extract -> probe -> far field -> counts, one chunk at a time.
-    s2 = dose.value**2
-    noise_seed_int = int(noise_seed.generate_state(1, dtype=np.uint64)[0])
+    # Pass 1: unit-dose far-field intensities |F(P0 * O_j)|^2, written straight into the counts
+    # array (no second copy), with each pattern's float64 sum.
     counts = np.empty((n_pat, n, n), dtype=np.float32)
-    expected_sums = np.empty(n_pat, dtype=np.float64)
-    measured = np.empty(n_pat, dtype=np.float64)
+    unit_sums = np.empty(n_pat, dtype=np.float64)
     with torch.no_grad():
-        for start in range(0, n_pat, CHUNK):
-            sl = slice(start, min(start + CHUNK, n_pat))
+        for sl in chunks:
             field = far_field_of_product(p0, extract_patches(canvas, xs[sl], ys[sl], n))
-            expected_sums[sl], measured[sl] = counts_from_far_field(
-                field.numpy(), s2, noise_seed_int if sim.poisson_noise else None,
-                start * n * n, counts[sl])
+            unit_sums[sl] = far_field_intensity(field.numpy(), counts[sl])
             done += sl.stop - sl.start
             if progress:
                 progress(done, total)
-    unit_sums = expected_sums / s2
+    # The dose scale comes from the training split alone (physics.md), before any sampling.
+    dose = dataset_dose_scale(sim.nphotons, float(unit_sums[train_idx].mean()), n)
+
+    # Pass 2, in place: counts = Poisson(s^2 * intensity), or the expected counts without noise.
+    s2 = dose.value**2
+    noise_seed_int = int(noise_seed.generate_state(1, dtype=np.uint64)[0])
+    measured = np.empty(n_pat, dtype=np.float64)
+    for sl in chunks:
+        block = counts[sl]
+        if sim.poisson_noise:
+            sample_poisson(block, noise_seed_int, s2, first_index=sl.start * n * n, out=block)
+        else:
+            np.multiply(block, np.float32(s2), out=block)
+        measured[sl] = block.sum(axis=(1, 2), dtype=np.float64)
+        done += sl.stop - sl.start
+        if progress:
+            progress(done, total)
 
     physical_probe = (norm.probe * np.float32(dose.value)).astype(np.complex64)
     probe_block = {
@@ -132,8 +126,8 @@ def simulate(sim: SimulationConfig, progress: Progress | None = None,
         "batch_mean_sum_intensity": dose.batch_mean_sum_intensity,
         "dataset_scale": dose.value, "fallback_scale": dose.closed_form_value,
         "ratio": dose.value / dose.closed_form_value, "used_mode": dose.mode,
-        "derived_from": "train split, sum|P0*O_j|^2 in real space (unit-dose expected photons; "
-                        "equal to the far-field sum by Parseval)",
+        "derived_from": "train split, far-field sum |F(P0*O_j)|^2 of each unit-dose pattern "
+                        "(equal to the real-space sum |P0*O_j|^2 by Parseval)",
     }
     record = {
         "probe": probe_block,

@@ -57,44 +57,154 @@ def _uniform(state):
 
 #: 1/k for the CDF inversion (k < 64 covers lam < 10 to far beyond 1e-12 of the mass).
 _INV_K = np.array([0.0] + [1.0 / k for k in range(1, 64)])
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _poisson_one(lam, state, inv_k):
-    """One exact Poisson(lam) draw (lam >= 0, finite) from the stream that starts at ``state``
-    (the pixel's 64-bit hash, itself the first uniform); returns (state, k)."""
-    if lam <= 0.0:
-        return state, 0.0
-    if lam < INVERSION_BELOW:
-        u = _to_unit(state)
-        p = math.exp(-lam)
-        cdf = p
-        k = 0
-        while u > cdf and k < 63:
-            k += 1
-            p *= lam * inv_k[k]
-            cdf += p
-        return state, float(k)
-    # PTRS: the logs and lgamma are needed only outside the squeeze (about 1 draw in 5)
-    slam = math.sqrt(lam)
-    b = 0.931 + 2.53 * slam
+def _exp_neg(x):
+    """e^-x for 0 <= x <= 11 to a relative error below 1e-14, with no table and no branch so that
+    loops over it vectorise (the C library's exp does not, and its last bit differs between
+    libraries): e^-x = (e^-y)^16 with y = x/16 <= 0.69, e^-y by its Taylor series to degree 16
+    (remainder < 1e-17, amplified 16-fold by the squarings)."""
+    y = x * 0.0625
+    p = 1.0 / 20922789888000.0                   # 1/16!
+    p = p * -y + 1.0 / 1307674368000.0
+    p = p * -y + 1.0 / 87178291200.0
+    p = p * -y + 1.0 / 6227020800.0
+    p = p * -y + 1.0 / 479001600.0
+    p = p * -y + 1.0 / 39916800.0
+    p = p * -y + 1.0 / 3628800.0
+    p = p * -y + 1.0 / 362880.0
+    p = p * -y + 1.0 / 40320.0
+    p = p * -y + 1.0 / 5040.0
+    p = p * -y + 1.0 / 720.0
+    p = p * -y + 1.0 / 120.0
+    p = p * -y + 1.0 / 24.0
+    p = p * -y + 1.0 / 6.0
+    p = p * -y + 0.5
+    p = p * -y + 1.0
+    p = p * -y + 1.0
+    p = p * p
+    p = p * p
+    p = p * p
+    return p * p
+
+
+_MANTISSA = np.uint64(0x000FFFFFFFFFFFFF)
+_ONE_BITS = np.uint64(0x3FF0000000000000)
+_S52 = np.uint64(52)
+_LN2_HI = 0.6931471803691238          # ln 2 split so that e * _LN2_HI is exact for |e| < 2^11
+_LN2_LO = 1.9082149292705877e-10
+_SQRT2 = math.sqrt(2.0)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _log(x):
+    """Natural log of a positive normal double to a few ulp, branch-free so that loops over it
+    vectorise: x = 2^e * m with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(t), t = (m-1)/(m+1),
+    |t| <= 0.172, by its series to t^21 (remainder < 1e-18)."""
+    bits = np.float64(x).view(np.uint64)
+    e = float(np.int64(bits >> _S52)) - 1023.0
+    m = np.uint64((bits & _MANTISSA) | _ONE_BITS).view(np.float64)
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1.0 if big else e
+    t = (m - 1.0) / (m + 1.0)
+    t2 = t * t
+    s = 1.0 / 21.0
+    s = s * t2 + 1.0 / 19.0
+    s = s * t2 + 1.0 / 17.0
+    s = s * t2 + 1.0 / 15.0
+    s = s * t2 + 1.0 / 13.0
+    s = s * t2 + 1.0 / 11.0
+    s = s * t2 + 1.0 / 9.0
+    s = s * t2 + 1.0 / 7.0
+    s = s * t2 + 1.0 / 5.0
+    s = s * t2 + 1.0 / 3.0
+    return e * _LN2_HI + (e * _LN2_LO + 2.0 * t * (1.0 + t2 * s))
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _log_factorial(k):
+    """log(k!) for integer-valued k >= 0, branch-free and table-free (vectorises), to ~1e-15
+    absolute: Stirling's series to x^-15 at x = k' + 1 >= 9, where k' = k + 8 for k < 64 (then
+    log(k!) = log(k'!) - log((k+1)...(k+8)), a product that is exact in double) and k' = k above."""
+    shift = k < 64.0
+    kp = k + 8.0 if shift else k
+    x = kp + 1.0
+    r = 1.0 / x
+    r2 = r * r
+    series = r * (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (
+        1.0 / 1680.0 - r2 * (1.0 / 1188.0 - r2 * (691.0 / 360360.0 - r2 * (
+            1.0 / 156.0 - r2 * (3617.0 / 122400.0))))))))
+    log_kp_factorial = (x - 0.5) * _log(x) - x + _HALF_LOG_2PI + series
+    kk = k if shift else 0.0
+    rising = ((kk + 1.0) * (kk + 2.0) * (kk + 3.0) * (kk + 4.0)
+              * (kk + 5.0) * (kk + 6.0) * (kk + 7.0) * (kk + 8.0))
+    return log_kp_factorial - _log(rising) if shift else log_kp_factorial
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _inversion_continue(lam, u, k, p, cdf, inv_k):
+    """Sequential CDF search from step k (p = P(K = k), cdf = P(K <= k)); returns K."""
+    while u > cdf and k < 63:
+        k += 1
+        p *= lam * inv_k[k]
+        cdf += p
+    return float(k)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _ptrs_constants(lam):
+    """PTRS's per-mean constants: b, a, b - 2, vr * (b - 2), 1/alpha."""
+    b = 0.931 + 2.53 * math.sqrt(lam)
     a = -0.059 + 0.02483 * b
     b2 = b - 2.0
-    vr_b2 = 0.9277 * b2 - 3.6224              # v <= vr  <=>  v * (b - 2) <= vr * (b - 2)
-    u = _to_unit(state) - 0.5
+    return b, a, b2, 0.9277 * b2 - 3.6224, 1.1239 + 1.1328 / (b - 3.4)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _ptrs_log_test(lam, u, v, k):
+    """PTRS's acceptance test outside the squeeze for one proposal (u centred, v, k), exactly as
+    in :func:`_ptrs_from`, branch-free."""
+    b, a, _, _, inv_alpha = _ptrs_constants(lam)
+    us = 0.5 - abs(u)
+    kk = max(k, 0.0)                                 # k < 0 is refused; keep the logs finite
+    return ((k >= 0.0) & ((us >= 0.013) | (v <= us))
+            & (_log(v * inv_alpha / (a / (us * us) + b))
+               <= -lam + kk * _log(lam) - _log_factorial(kk)))
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _ptrs_from(lam, state, u):
+    """PTRS (lam >= INVERSION_BELOW) from a proposal's u (centred, in (-1/2, 1/2)); the next
+    uniform of the stream after ``state`` is its v. Returns K.
+
+    Hoermann's acceptance test log(v) + log(1/alpha) - log(a/us^2 + b) <= log(pmf(k)) is
+    evaluated with one log of the product on its left (the same inequality, fewer logs)."""
+    b, a, b2, vr_b2, _ = _ptrs_constants(lam)
     while True:
         state, v = _uniform(state)
         us = 0.5 - abs(u)
         k = math.floor((2.0 * a / us + b) * u + lam + 0.43)
         if us >= 0.07 and v * b2 <= vr_b2:
-            return state, k
-        if k >= 0.0 and not (us < 0.013 and v > us):
-            log_invalpha = math.log(1.1239 + 1.1328 / (b - 3.4))
-            if (math.log(v) + log_invalpha - math.log(a / (us * us) + b)
-                    <= -lam + k * math.log(lam) - math.lgamma(k + 1.0)):
-                return state, k
+            return k
+        if _ptrs_log_test(lam, u, v, k):
+            return k
         state, u = _uniform(state)
         u -= 0.5
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _poisson_one(lam, state, tables):
+    """One exact Poisson(lam) draw (lam >= 0, finite) from the stream that starts at ``state``
+    (the pixel's 64-bit hash, itself the first uniform). The scalar definition that
+    :func:`_sample_block` reproduces bit for bit (tested). tables: (inv_k,)."""
+    inv_k = tables[0]
+    if lam < INVERSION_BELOW:
+        p = _exp_neg(lam)
+        return _inversion_continue(lam, _to_unit(state), 0, p, p, inv_k)
+    return _ptrs_from(lam, state, _to_unit(state) - 0.5)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
@@ -103,129 +213,250 @@ def _pixel_state(base, g):
     return _mix(base + g * _GAMMA)
 
 
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _compact(flags, n):
+    """Indices i < n where flags[i] is true, and their count (branch-free)."""
+    idx = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        idx[m] = i
+        m += flags[i]
+    return idx, m
+
+
 @numba.njit(cache=True, error_model="numpy")
-def _sample_block(lam, first, base, inv_k, out):
+def _sample_block(lam, first, base, tables, out):
     """out[i] ~ Poisson(lam[i]) for one block (lam float64 (n,), out float32 (n,)), pixel i using
     the stream of global index first + i.
 
-    Two passes with the same result as calling :func:`_poisson_one` on every pixel (tested bit for
-    bit): a branch-free pass that the compiler vectorises tries PTRS's first proposal and its
-    squeeze test on every pixel (accepted for ~40% of draws at lam = 12, ~80% at 1e4); a scalar
-    pass then samples the rest (lam < 10 and squeeze failures) from the same streams.
+    The same result as :func:`_poisson_one` on every pixel (tested bit for bit), computed in
+    rounds of branch-free loops over contiguous arrays, which the compiler vectorises (a scalar
+    loop per pixel was ~2x slower). The pixels are split by algorithm. Below INVERSION_BELOW
+    each round takes four more steps of the CDF inversion for the pixels not yet decided (the
+    first round decides K <= 3: 98% of draws at lam = 1); every pending pixel is at the same
+    step, so the steps' constants are shared. Above it, each round tries one PTRS proposal
+    (squeeze, then the log test for the squeeze's failures) for the pixels not yet accepted:
+    ~90% accept per round.
     """
+    inv_k = tables[0]
     n = lam.shape[0]
-    k_fast = np.empty(n)
-    accepted = np.empty(n, dtype=np.bool_)
+    # branch-free partition; the means are copied so that the loops below read contiguous
+    # memory (indirect loads stop the vectoriser)
+    idx_small = np.empty(n, dtype=np.uint64)
+    idx_big = np.empty(n, dtype=np.uint64)
+    lam_small = np.empty(n)
+    lam_big = np.empty(n)
+    n_small = 0
+    n_big = 0
     for i in range(n):
-        z = _pixel_state(base, first + np.uint64(i))
-        u = _to_unit(z) - 0.5
-        v = _to_unit(_mix(z + _GAMMA))
         lm = lam[i]
-        b = 0.931 + 2.53 * math.sqrt(lm)
-        a = -0.059 + 0.02483 * b
-        b2 = b - 2.0
-        us = 0.5 - abs(u)
-        k_fast[i] = math.floor((2.0 * a / us + b) * u + lm + 0.43)
-        accepted[i] = (lm >= INVERSION_BELOW) & (us >= 0.07) & (v * b2 <= 0.9277 * b2 - 3.6224)
-    for i in range(n):
-        if accepted[i]:
-            out[i] = k_fast[i]
-        else:
-            _, k = _poisson_one(lam[i], _pixel_state(base, first + np.uint64(i)), inv_k)
-            out[i] = k
+        small = lm < INVERSION_BELOW
+        idx_small[n_small] = i
+        lam_small[n_small] = lm
+        idx_big[n_big] = i
+        lam_big[n_big] = lm
+        n_small += small
+        n_big += 1 - small
+
+    # --- CDF inversion: the operations and their order are those of _inversion_continue ---
+    k_small = np.empty(n_small)
+    u_small = np.empty(n_small)
+    p_small = np.empty(n_small)
+    cdf_small = np.empty(n_small)
+    for j in range(n_small):                    # steps 0..3, unrolled by hand (an inner loop
+        lm = lam_small[j]                       # stops the vectoriser)
+        u = _to_unit(_pixel_state(base, first + idx_small[j]))
+        p = _exp_neg(lm)
+        cdf = p
+        k = 0.0 + (u > cdf)
+        p *= lm * inv_k[1]
+        cdf += p
+        k += u > cdf
+        p *= lm * inv_k[2]
+        cdf += p
+        k += u > cdf
+        p *= lm * inv_k[3]
+        cdf += p
+        k += u > cdf
+        k_small[j] = k
+        u_small[j] = u
+        p_small[j] = p
+        cdf_small[j] = cdf
+    pend, n_pend = _compact(k_small > 3.5, n_small)   # K > 3: u beyond the CDF at step 3
+    step = 4
+    while n_pend > 0 and step < 64:
+        c1, c2, c3, c4 = inv_k[step], inv_k[step + 1], inv_k[step + 2], inv_k[step + 3]
+        lam_r = lam_small[pend[:n_pend]]
+        u_r = u_small[pend[:n_pend]]
+        p_r = p_small[pend[:n_pend]]
+        cdf_r = cdf_small[pend[:n_pend]]
+        k_r = np.empty(n_pend)
+        for f in range(n_pend):
+            lm = lam_r[f]
+            u = u_r[f]
+            p = p_r[f]
+            cdf = cdf_r[f]
+            p *= lm * c1
+            cdf += p
+            k = step + (u > cdf)
+            p *= lm * c2
+            cdf += p
+            k += u > cdf
+            p *= lm * c3
+            cdf += p
+            k += u > cdf
+            p *= lm * c4
+            cdf += p
+            k += u > cdf
+            p_r[f] = p
+            cdf_r[f] = cdf
+            k_r[f] = k
+        for f in range(n_pend):
+            j = pend[f]
+            k_small[j] = min(k_r[f], 63.0)      # the scalar search stops at k = 63
+            p_small[j] = p_r[f]
+            cdf_small[j] = cdf_r[f]
+        step += 4
+        again, n_again = _compact(k_r > step - 0.5, n_pend)
+        pend = pend[again[:n_again]]
+        n_pend = n_again
+    for j in range(n_small):
+        out[idx_small[j]] = k_small[j]
+
+    # --- PTRS: round r tries proposal r (as _ptrs_from: u, v are the stream's words 2r, 2r+1) ---
+    k_big = np.empty(n_big)
+    z_big = np.empty(n_big, dtype=np.uint64)
+    for j in range(n_big):
+        z_big[j] = _pixel_state(base, first + idx_big[j])
+    pend = np.arange(n_big)
+    n_pend = n_big
+    r = 0
+    while n_pend > 0:
+        lam_r = lam_big[pend[:n_pend]]
+        z_r = z_big[pend[:n_pend]]
+        u_r = np.empty(n_pend)
+        v_r = np.empty(n_pend)
+        k_r = np.empty(n_pend)
+        ok = np.empty(n_pend, dtype=np.bool_)
+        u_offset = np.uint64(2 * r) * _GAMMA
+        v_offset = u_offset + _GAMMA
+        first_round = r == 0
+        for f in range(n_pend):                 # proposal and squeeze
+            lm = lam_r[f]
+            z = z_r[f]
+            u = _to_unit(z if first_round else _mix(z + u_offset)) - 0.5
+            v = _to_unit(_mix(z + v_offset))
+            b, a, b2, vr_b2, _ = _ptrs_constants(lm)
+            us = 0.5 - abs(u)
+            u_r[f] = u
+            v_r[f] = v
+            k_r[f] = math.floor((2.0 * a / us + b) * u + lm + 0.43)
+            ok[f] = (us >= 0.07) & (v * b2 <= vr_b2)
+        fail, n_fail = _compact(~ok, n_pend)    # the log test, on the squeeze's failures
+        lam_f = lam_r[fail[:n_fail]]
+        u_f = u_r[fail[:n_fail]]
+        v_f = v_r[fail[:n_fail]]
+        k_f = k_r[fail[:n_fail]]
+        ok_f = np.empty(n_fail, dtype=np.bool_)
+        for g in range(n_fail):
+            ok_f[g] = _ptrs_log_test(lam_f[g], u_f[g], v_f[g], k_f[g])
+        for g in range(n_fail):
+            ok[fail[g]] = ok_f[g]
+        for f in range(n_pend):
+            k_big[pend[f]] = k_r[f]
+        again, n_again = _compact(~ok, n_pend)
+        pend = pend[again[:n_again]]
+        n_pend = n_again
+        r += 1
+    for j in range(n_big):
+        out[idx_big[j]] = k_big[j]
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _poisson_kernel(expected, scale, seed, first_index, inv_k, out):
-    """out[i] ~ Poisson(scale * expected[i]) for flat float32 arrays; pixel i uses the stream of
-    global index first_index + i."""
+def _poisson_kernel(expected, scale, seed, first_index, tables, out):
+    """out[i] ~ Poisson(scale * expected[i]) for flat float32 arrays (out may be expected itself:
+    each block is copied before it is overwritten); pixel i uses the stream of global index
+    first_index + i. Returns the number of means that are negative, NaN or inf (those blocks
+    are left unsampled)."""
     n = expected.shape[0]
     base = _mix(seed)
     block = 4096
-    for blk in numba.prange((n + block - 1) // block):
+    n_blocks = (n + block - 1) // block
+    bad = np.zeros(n_blocks, dtype=np.int64)
+    for blk in numba.prange(n_blocks):
         start = blk * block
         stop = min(n, start + block)
         lam = np.empty(stop - start)
+        n_bad = 0
         for i in range(start, stop):
-            lam[i - start] = float(expected[i]) * scale
-        _sample_block(lam, first_index + np.uint64(start), base, inv_k, out[start:stop])
+            x = float(expected[i]) * scale
+            lam[i - start] = x
+            n_bad += not (x >= 0.0 and x < math.inf)
+        bad[blk] = n_bad
+        if n_bad == 0:
+            _sample_block(lam, first_index + np.uint64(start), base, tables, out[start:stop])
+    return bad.sum()
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _far_field_kernel(field, scale, seed, first_index, noise, inv_k, out, expected_sum, count_sum):
-    """For each pattern p of field (P, M, 2) float32 (complex as re/im): lam = scale*|field|^2,
-    out[p] = Poisson(lam) (or lam when not noise); per-pattern sums of lam and of out in float64."""
-    n_pat, m = field.shape[0], field.shape[1]
-    base = _mix(seed)
-    for p in numba.prange(n_pat):
-        lam = np.empty(m)
-        s_lam = 0.0
-        for i in range(m):
-            re = float(field[p, i, 0])
-            im = float(field[p, i, 1])
-            lam[i] = scale * (re * re + im * im)
-            s_lam += lam[i]
-        if noise:
-            _sample_block(lam, first_index + np.uint64(p) * np.uint64(m), base, inv_k, out[p])
-        else:
-            for i in range(m):
-                out[p, i] = lam[i]
-        s_out = 0.0
-        for i in range(m):
-            s_out += float(out[p, i])
-        expected_sum[p] = s_lam
-        count_sum[p] = s_out
+def _intensity_kernel(field, out, sums):
+    """out[p] = |field[p]|^2 for field (P, M, 2) float32 (complex as re/im) into out (P, M)
+    float32; sums[p] = the float64 sum of out[p] (sequential per row: chunk-independent)."""
+    for p in numba.prange(field.shape[0]):
+        total = 0.0
+        for i in range(field.shape[1]):
+            re = field[p, i, 0]
+            im = field[p, i, 1]
+            value = re * re + im * im
+            out[p, i] = value
+            total += float(value)
+        sums[p] = total
 
 
-def _check_seed(seed: int, first_index: int) -> None:
-    if int(seed) < 0 or int(first_index) < 0:
-        raise ValueError("seed and first_index must be non-negative integers")
+_TABLES = (_INV_K,)
 
 
-def sample_poisson(expected: np.ndarray, seed: int, scale: float = 1.0,
-                   first_index: int = 0) -> np.ndarray:
+def sample_poisson(expected: np.ndarray, seed: int, scale: float = 1.0, first_index: int = 0,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """Photon counts ``~ Poisson(scale * expected)`` as a float32 array of ``expected``'s shape.
 
     expected: any shape, expected counts per pixel (photons) before ``scale``; must be finite and
     >= 0. seed: non-negative int. first_index: the flat index of ``expected[0...]`` in a larger
     array that is sampled in chunks (a pixel's draw depends only on seed and its global index, so
-    chunked and whole-array sampling agree exactly).
+    chunked and whole-array sampling agree exactly). out: a C-contiguous float32 array of the
+    same shape to write into; it may be ``expected`` itself (in place). On invalid means a
+    ValueError is raised and the content of ``out`` is unspecified.
     """
-    lam = np.ascontiguousarray(expected, dtype=np.float32)
     if not np.isfinite(scale) or scale < 0:
         raise ValueError(f"Poisson scale must be finite and >= 0, got {scale!r}")
-    if lam.size and not (np.isfinite(lam).all() and lam.min() >= 0):
-        raise ValueError("expected counts must be finite and >= 0 (found negative, NaN or inf)")
-    _check_seed(seed, first_index)
-    out = np.empty(lam.shape, dtype=np.float32)
-    _poisson_kernel(lam.reshape(-1), float(scale), np.uint64(int(seed) % 2**64),
-                    np.uint64(first_index), _INV_K, out.reshape(-1))
+    if int(seed) < 0 or int(first_index) < 0:
+        raise ValueError("seed and first_index must be non-negative integers")
+    lam = np.ascontiguousarray(expected, dtype=np.float32)
+    if out is None:
+        out = np.empty(lam.shape, dtype=np.float32)
+    elif out.shape != lam.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous float32 array of expected's shape")
+    n_bad = _poisson_kernel(lam.reshape(-1), float(scale), np.uint64(int(seed) % 2**64),
+                            np.uint64(first_index), _TABLES, out.reshape(-1))
+    if n_bad:
+        raise ValueError(f"expected counts must be finite and >= 0 (found {n_bad} negative, "
+                         "NaN or inf)")
     return out
 
 
-def counts_from_far_field(field: np.ndarray, scale: float, seed: int | None, first_index: int,
-                          out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Measured counts of far fields in one fused pass: ``out = Poisson(scale * |field|^2)``.
+def far_field_intensity(field: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out = |field|^2`` in one pass, with the float64 sum of each pattern.
 
-    field: (P, N, N) complex64 far fields (unit-dose, sqrt(photons) / dose scale); scale: the
-    dose scale squared (photons per unit intensity); seed None: no noise, out = the expected
-    counts. out: (P, N, N) float32, written in place. first_index: flat index of field[0, 0, 0]
-    in the whole dataset (same stream rule as :func:`sample_poisson`, so the two agree exactly).
-    Returns per-pattern float64 sums of the expected counts and of ``out`` (photons).
+    field: (P, N, N) complex64 far fields; out: (P, N, N) float32, C-contiguous, written in
+    place. Returns (P,) float64 sums of ``out`` (summed in a fixed order per pattern, so they do
+    not depend on how a dataset is chunked). Raises ValueError on NaN or inf in the field.
     """
     field = np.ascontiguousarray(field, dtype=np.complex64)
     p = field.shape[0]
     if out.shape != field.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError("out must be a C-contiguous float32 array of the field's shape")
-    if not np.isfinite(scale) or scale < 0:
-        raise ValueError(f"Poisson scale must be finite and >= 0, got {scale!r}")
-    _check_seed(0 if seed is None else seed, first_index)
-    expected_sum = np.empty(p, dtype=np.float64)
-    count_sum = np.empty(p, dtype=np.float64)
-    _far_field_kernel(field.view(np.float32).reshape(p, -1, 2), float(scale),
-                      np.uint64(0 if seed is None else int(seed) % 2**64),
-                      np.uint64(first_index), seed is not None, _INV_K, out.reshape(p, -1),
-                      expected_sum, count_sum)
-    if not (np.isfinite(expected_sum).all()):
+    sums = np.empty(p, dtype=np.float64)
+    _intensity_kernel(field.view(np.float32).reshape(p, -1, 2), out.reshape(p, -1), sums)
+    if not np.isfinite(sums).all():
         raise ValueError("far field contains NaN or inf")
-    return expected_sum, count_sum
+    return sums
