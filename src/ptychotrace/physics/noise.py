@@ -6,15 +6,21 @@ pixel, exactly (no normal approximation at any count level):
 - ``lam < 10``: inversion by sequential search of the CDF (one uniform, about ``lam`` steps);
 - ``lam >= 10``: Hoermann's transformed rejection with squeeze (PTRS, W. Hoermann, "The
   transformed rejection method for generating Poisson random variables", Insurance: Mathematics
-  and Economics 12, 1993), the algorithm NumPy also uses in that range; about 1.2 uniform pairs
-  per draw and no table, so its cost does not grow with ``lam``.
+  and Economics 12, 1993), the algorithm NumPy also uses in that range; about 1.1 proposals per
+  draw and no table, so its cost does not grow with ``lam``.
 
 Randomness is counter-based: the uniforms for flat pixel ``g`` come from a SplitMix64 stream
 started at ``mix(mix(seed) + g * golden_gamma)``. A pixel's draw therefore depends only on
 ``(seed, g)``: the result is identical whatever the chunking (``first_index``), the thread count or
 the machine, and the pixels are sampled in parallel with Numba.
 
-The compiled kernel is cached next to this file (``cache=True``), so only the first call on a
+Speed: :func:`_poisson_one` is the scalar definition of a draw. :func:`_sample_block` computes the
+same numbers (bit for bit, tested) in rounds of branch-free loops that the compiler turns into
+SIMD code; for that, exp, log and log(k!) are our own polynomial versions (relative error ~1e-15;
+the C library's are scalar calls, and their last bit differs between libraries). No fused
+multiply-add contraction is allowed (Numba's default), so results do not depend on the CPU.
+
+The compiled kernels are cached next to this file (``cache=True``), so only the first call on a
 machine pays the few seconds of compilation.
 """
 
