@@ -147,3 +147,37 @@ def test_own_exp_log_and_log_factorial_match_the_c_library():
     np.testing.assert_allclose(lg, np.log(x), rtol=1e-15, atol=1e-15)
     ref = np.array([math.lgamma(v + 1.0) for v in k])
     np.testing.assert_allclose(lf, ref, rtol=1e-14, atol=1e-14)
+
+
+def test_rearranged_ptrs_log_test_decides_like_the_textbook_form():
+    """The vectorised PTRS log test (two logs, one division) accepts exactly the proposals that
+    Hoermann's textbook inequality accepts, except where the two sides are within rounding."""
+    import math
+
+    import numba
+
+    from ptychotrace.physics import noise
+
+    @numba.njit
+    def decide(lam, u, v, k, out):
+        for i in range(lam.shape[0]):
+            out[i] = noise._ptrs_log_test(lam[i], u[i], v[i], k[i])
+
+    rng = np.random.default_rng(11)
+    n = 40_000
+    lam = 10 ** rng.uniform(1, 8, n)
+    u = rng.uniform(-0.5, 0.5, n)
+    v = rng.uniform(0, 1, n)
+    b = 0.931 + 2.53 * np.sqrt(lam)
+    a = -0.059 + 0.02483 * b
+    us = 0.5 - np.abs(u)
+    k = np.floor((2 * a / us + b) * u + lam + 0.43)
+    lhs = np.log(v) + np.log(1.1239 + 1.1328 / (b - 3.4)) - np.log(a / us**2 + b)
+    log_k_factorial = np.array([math.lgamma(x + 1.0) if x >= 0 else 0.0 for x in k])
+    rhs = -lam + np.maximum(k, 0) * np.log(lam) - log_k_factorial
+    textbook = (k >= 0) & ((us >= 0.013) | (v <= us)) & (lhs <= rhs)
+    ours = np.empty(n, dtype=np.bool_)
+    decide(lam, u, v, k, ours)
+    clear = np.abs(lhs - rhs) > 1e-12 + 1e-13 * np.abs(k * np.log(lam))   # rounding of either form
+    assert clear.mean() > 0.999 and 0.2 < textbook.mean() < 0.95
+    np.testing.assert_array_equal(ours[clear], textbook[clear])

@@ -131,23 +131,28 @@ def _log(x):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _log_factorial(k):
-    """log(k!) for integer-valued k >= 0, branch-free and table-free (vectorises), to ~1e-15
-    absolute: Stirling's series to x^-15 at x = k' + 1 >= 9, where k' = k + 8 for k < 64 (then
-    log(k!) = log(k'!) - log((k+1)...(k+8)), a product that is exact in double) and k' = k above."""
-    shift = k < 64.0
-    kp = k + 8.0 if shift else k
-    x = kp + 1.0
+def _stirling_parts(k):
+    """log(k!) = (x - 1/2) log x - x + log(2 pi)/2 + series - log(rising), branch-free and
+    table-free (vectorises), to ~1e-15 absolute, for integer-valued k >= 0: Stirling's series to
+    x^-15 at x = k' + 1 >= 9, where k' = k + 8 and rising = (k+1)...(k+8) (a product that is exact
+    in double) for k < 64, and k' = k, rising = 1 above. Returns (x, series, rising, shifted)."""
+    shifted = k < 64.0
+    x = (k + 9.0) if shifted else (k + 1.0)
     r = 1.0 / x
     r2 = r * r
     series = r * (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (
         1.0 / 1680.0 - r2 * (1.0 / 1188.0 - r2 * (691.0 / 360360.0 - r2 * (
             1.0 / 156.0 - r2 * (3617.0 / 122400.0))))))))
-    log_kp_factorial = (x - 0.5) * _log(x) - x + _HALF_LOG_2PI + series
-    kk = k if shift else 0.0
-    rising = ((kk + 1.0) * (kk + 2.0) * (kk + 3.0) * (kk + 4.0)
-              * (kk + 5.0) * (kk + 6.0) * (kk + 7.0) * (kk + 8.0))
-    return log_kp_factorial - _log(rising) if shift else log_kp_factorial
+    rising = ((k + 1.0) * (k + 2.0) * (k + 3.0) * (k + 4.0)
+              * (k + 5.0) * (k + 6.0) * (k + 7.0) * (k + 8.0))
+    return x, series, rising if shifted else 1.0, shifted
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _log_factorial(k):
+    """log(k!) for integer-valued k >= 0 (see :func:`_stirling_parts`)."""
+    x, series, rising, _ = _stirling_parts(k)
+    return (x - 0.5) * _log(x) - x + _HALF_LOG_2PI + series - _log(rising)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
@@ -162,23 +167,38 @@ def _inversion_continue(lam, u, k, p, cdf, inv_k):
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _ptrs_constants(lam):
-    """PTRS's per-mean constants: b, a, b - 2, vr * (b - 2), 1/alpha."""
+    """PTRS's per-mean constants of the proposal and squeeze: b, a, b - 2, vr * (b - 2)."""
     b = 0.931 + 2.53 * math.sqrt(lam)
     a = -0.059 + 0.02483 * b
     b2 = b - 2.0
-    return b, a, b2, 0.9277 * b2 - 3.6224, 1.1239 + 1.1328 / (b - 3.4)
+    return b, a, b2, 0.9277 * b2 - 3.6224
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _ptrs_log_test(lam, u, v, k):
-    """PTRS's acceptance test outside the squeeze for one proposal (u centred, v, k), exactly as
-    in :func:`_ptrs_from`, branch-free."""
-    b, a, _, _, inv_alpha = _ptrs_constants(lam)
+    """PTRS's acceptance test outside the squeeze for one proposal (u centred, v, k), branch-free.
+
+    Hoermann's test  log(v / alpha) - log(a/us^2 + b) <= -lam + k log(lam) - log(k!)  is
+    rearranged, with log(k!) from :func:`_stirling_parts` and c = b - 3.4, to
+        log(v (1.1239 c + 1.1328) us^2 x^(x - 1/2 - k) / (c (a + b us^2) rising))
+            <= (x - lam) + k log(lam / x) - log(2 pi)/2 - series,
+    the same inequality with two logs and one division where the textbook form has five logs
+    and four divisions (the loop's cost is in those), and without its cancellation between
+    terms of size k log(lam). x^(x - 1/2 - k) is sqrt(x) (k >= 64) or sqrt(x) x^8 (k < 64).
+    """
+    b = 0.931 + 2.53 * math.sqrt(lam)
+    a = -0.059 + 0.02483 * b
+    c = b - 3.4
     us = 0.5 - abs(u)
+    us2 = us * us
     kk = max(k, 0.0)                                 # k < 0 is refused; keep the logs finite
-    return ((k >= 0.0) & ((us >= 0.013) | (v <= us))
-            & (_log(v * inv_alpha / (a / (us * us) + b))
-               <= -lam + kk * _log(lam) - _log_factorial(kk)))
+    x, series, rising, shifted = _stirling_parts(kk)
+    x2 = x * x
+    x4 = x2 * x2
+    x_power = math.sqrt(x) * (x4 * x4 if shifted else 1.0)
+    lhs = _log(v * (1.1239 * c + 1.1328) * us2 * x_power / (c * (a + b * us2) * rising))
+    rhs = (x - lam) + kk * _log(lam / x) - _HALF_LOG_2PI - series
+    return (k >= 0.0) & ((us >= 0.013) | (v <= us)) & (lhs <= rhs)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
@@ -188,7 +208,7 @@ def _ptrs_from(lam, state, u):
 
     Hoermann's acceptance test log(v) + log(1/alpha) - log(a/us^2 + b) <= log(pmf(k)) is
     evaluated with one log of the product on its left (the same inequality, fewer logs)."""
-    b, a, b2, vr_b2, _ = _ptrs_constants(lam)
+    b, a, b2, vr_b2 = _ptrs_constants(lam)
     while True:
         state, v = _uniform(state)
         us = 0.5 - abs(u)
@@ -228,6 +248,23 @@ def _compact(flags, n):
         idx[m] = i
         m += flags[i]
     return idx, m
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _log_test_failures(lam, u, v, k, ok):
+    """ok[i] |= the log test of proposal i, evaluated (in a vector loop over gathered copies)
+    only where the squeeze failed."""
+    fail, n_fail = _compact(~ok, ok.shape[0])
+    sel = fail[:n_fail]
+    lam_f = lam[sel]
+    u_f = u[sel]
+    v_f = v[sel]
+    k_f = k[sel]
+    ok_f = np.empty(n_fail, dtype=np.bool_)
+    for g in range(n_fail):
+        ok_f[g] = _ptrs_log_test(lam_f[g], u_f[g], v_f[g], k_f[g])
+    for g in range(n_fail):
+        ok[sel[g]] = ok_f[g]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -330,48 +367,53 @@ def _sample_block(lam, first, base, tables, out):
         out[idx_small[j]] = k_small[j]
 
     # --- PTRS: round r tries proposal r (as _ptrs_from: u, v are the stream's words 2r, 2r+1) ---
+    # round 0 over all of them, in place
     k_big = np.empty(n_big)
     z_big = np.empty(n_big, dtype=np.uint64)
+    u_big = np.empty(n_big)
+    v_big = np.empty(n_big)
+    ok = np.empty(n_big, dtype=np.bool_)
     for j in range(n_big):
-        z_big[j] = _pixel_state(base, first + idx_big[j])
-    pend = np.arange(n_big)
-    n_pend = n_big
-    r = 0
-    while n_pend > 0:
-        lam_r = lam_big[pend[:n_pend]]
-        z_r = z_big[pend[:n_pend]]
+        lm = lam_big[j]
+        z = _pixel_state(base, first + idx_big[j])
+        u = _to_unit(z) - 0.5
+        v = _to_unit(_mix(z + _GAMMA))
+        b, a, b2, vr_b2 = _ptrs_constants(lm)
+        us = 0.5 - abs(u)
+        z_big[j] = z
+        u_big[j] = u
+        v_big[j] = v
+        k_big[j] = math.floor((2.0 * a / us + b) * u + lm + 0.43)
+        ok[j] = (us >= 0.07) & (v * b2 <= vr_b2)
+    _log_test_failures(lam_big, u_big, v_big, k_big, ok)
+    pend, n_pend = _compact(~ok, n_big)
+    r = 1
+    while n_pend > 0:                           # later rounds, on the pending pixels only
+        sel = pend[:n_pend]
+        lam_r = lam_big[sel]
+        z_r = z_big[sel]
         u_r = np.empty(n_pend)
         v_r = np.empty(n_pend)
         k_r = np.empty(n_pend)
         ok = np.empty(n_pend, dtype=np.bool_)
         u_offset = np.uint64(2 * r) * _GAMMA
         v_offset = u_offset + _GAMMA
-        first_round = r == 0
-        for f in range(n_pend):                 # proposal and squeeze
+        for f in range(n_pend):
             lm = lam_r[f]
             z = z_r[f]
-            u = _to_unit(z if first_round else _mix(z + u_offset)) - 0.5
+            u = _to_unit(_mix(z + u_offset)) - 0.5
             v = _to_unit(_mix(z + v_offset))
-            b, a, b2, vr_b2, _ = _ptrs_constants(lm)
+            b, a, b2, vr_b2 = _ptrs_constants(lm)
             us = 0.5 - abs(u)
             u_r[f] = u
             v_r[f] = v
             k_r[f] = math.floor((2.0 * a / us + b) * u + lm + 0.43)
             ok[f] = (us >= 0.07) & (v * b2 <= vr_b2)
-        fail, n_fail = _compact(~ok, n_pend)    # the log test, on the squeeze's failures
-        lam_f = lam_r[fail[:n_fail]]
-        u_f = u_r[fail[:n_fail]]
-        v_f = v_r[fail[:n_fail]]
-        k_f = k_r[fail[:n_fail]]
-        ok_f = np.empty(n_fail, dtype=np.bool_)
-        for g in range(n_fail):
-            ok_f[g] = _ptrs_log_test(lam_f[g], u_f[g], v_f[g], k_f[g])
-        for g in range(n_fail):
-            ok[fail[g]] = ok_f[g]
+        _log_test_failures(lam_r, u_r, v_r, k_r, ok)
         for f in range(n_pend):
-            k_big[pend[f]] = k_r[f]
+            k_big[sel[f]] = k_r[f]
         again, n_again = _compact(~ok, n_pend)
-        pend = pend[again[:n_again]]
+        pend = sel[again[:n_again]]
         n_pend = n_again
         r += 1
     for j in range(n_big):
