@@ -34,8 +34,9 @@ import numpy as np
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)   # 2^64 / golden ratio, SplitMix64's increment
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
-_TO_UNIT = 1.0 / 9007199254740992.0      # 2^-53
+_S30, _S27, _S31, _S12 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(12)
+_ONE_BITS = np.uint64(0x3FF0000000000000)   # the bit pattern of 1.0
+_ONE_MINUS_HALF_ULP = 1.0 - 2.0**-53        # 1 + m/2^52 - (1 - 2^-53) = (m + 1/2)/2^52, exact
 #: Below this mean the CDF inversion is cheaper than PTRS (and PTRS needs lam >= 10).
 INVERSION_BELOW = 10.0
 
@@ -50,8 +51,10 @@ def _mix(z):
 
 @numba.njit(inline="always", cache=True)
 def _to_unit(z):
-    """Top 53 bits of a 64-bit word as a double in the open interval (0, 1)."""
-    return ((z >> _S11) + 0.5) * _TO_UNIT
+    """Top 52 bits m of a 64-bit word as the double (m + 1/2) / 2^52 in the open interval (0, 1),
+    exactly. Built from bits (1 + m / 2^52 by its exponent and mantissa fields, minus 1) because
+    an integer-to-double conversion of 64-bit lanes has no AVX2 instruction; this vectorises."""
+    return np.uint64((z >> _S12) | _ONE_BITS).view(np.float64) - _ONE_MINUS_HALF_ULP
 
 
 @numba.njit(inline="always", cache=True)
@@ -68,16 +71,12 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _exp_neg(x):
-    """e^-x for 0 <= x <= 11 to a relative error below 1e-14, with no table and no branch so that
+    """e^-x for 0 <= x <= 10 to a relative error below 1e-14, with no table and no branch so that
     loops over it vectorise (the C library's exp does not, and its last bit differs between
-    libraries): e^-x = (e^-y)^16 with y = x/16 <= 0.69, e^-y by its Taylor series to degree 16
-    (remainder < 1e-17, amplified 16-fold by the squarings)."""
-    y = x * 0.0625
-    p = 1.0 / 20922789888000.0                   # 1/16!
-    p = p * -y + 1.0 / 1307674368000.0
-    p = p * -y + 1.0 / 87178291200.0
-    p = p * -y + 1.0 / 6227020800.0
-    p = p * -y + 1.0 / 479001600.0
+    libraries): e^-x = (e^-y)^32 with y = x/32 <= 0.32, e^-y by its Taylor series to degree 12
+    (remainder < 1e-16, amplified 32-fold by the squarings, like the rounding)."""
+    y = x * 0.03125
+    p = 1.0 / 479001600.0                        # 1/12!
     p = p * -y + 1.0 / 39916800.0
     p = p * -y + 1.0 / 3628800.0
     p = p * -y + 1.0 / 362880.0
@@ -93,11 +92,11 @@ def _exp_neg(x):
     p = p * p
     p = p * p
     p = p * p
+    p = p * p
     return p * p
 
 
 _MANTISSA = np.uint64(0x000FFFFFFFFFFFFF)
-_ONE_BITS = np.uint64(0x3FF0000000000000)
 _S52 = np.uint64(52)
 _LN2_HI = 0.6931471803691238          # ln 2 split so that e * _LN2_HI is exact for |e| < 2^11
 _LN2_LO = 1.9082149292705877e-10
