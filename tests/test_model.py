@@ -147,3 +147,29 @@ def test_network_input_and_legacy_contract_units(noiseless):
     torch.testing.assert_close(b.lam * ds.dose_scale**2, a.lam, rtol=1e-4, atol=1e-2)
     with pytest.raises(ValueError, match="dose scale"):
         PINN(NetworkConfig(N=32, amp_ref=1.0), ds.probe, "legacy_v1", None)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_initial_network_output_depends_on_its_input(activation):
+    """Issue #5: with PyTorch's default conv init the ReLU signal shrinks ~6x in second moment per
+    layer while the random biases do not, so the untrained N=64 network is a constant map (the
+    across-pattern std of its amplitude was ~2e-6 x amp_ref) and training starts on the flat-object
+    attractor. He init with zero biases must give an input-dependent first prediction that stays
+    near the neutral object amp_ref."""
+    torch.manual_seed(0)
+    net = PtychoNet(NetworkConfig(N=64, amp_ref=2.9, object_support="central",
+                                  activation=activation))
+    g = torch.Generator().manual_seed(1)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    central_peak = torch.exp(-((yy - 32) ** 2 + (xx - 32) ** 2) / 20.0)   # diffraction-like input
+    x = 3.0 * central_peak + 0.3 * torch.rand(8, 1, 64, 64, generator=g)
+    with torch.no_grad():
+        amp, _ = net(x)
+    centre = amp[..., 16:48, 16:48]                      # the predicted (central) support
+    across_patterns = float(centre.std(dim=0).mean()) / 2.9
+    assert across_patterns > 1e-4, across_patterns       # old init: ~1.5e-6
+    assert abs(float(centre.mean()) / 2.9 - 1.0) < 0.2   # still close to the neutral object
+    assert float(centre.std()) / 2.9 < 0.2               # and not a random high-contrast object
+    for name, p in net.named_parameters():
+        if name.endswith("bias"):
+            assert float(p.detach().abs().max()) == 0.0, name
