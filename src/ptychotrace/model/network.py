@@ -92,7 +92,8 @@ class NetworkConfig:
 #: Negative slope of the optional LeakyReLU. Measured on gs1_custom: with ReLU the amplitude
 #: decoder goes flat within 2 epochs (std 2e-7, every unit of its last block dead); LeakyReLU keeps
 #: the units alive but the amplitude still flattens (std 2e-4 after 3 epochs), so the default stays
-#: ReLU (the benchmarked network) and the flat-object attractor is documented, not solved.
+#: ReLU (the benchmarked network). Measured with PyTorch's default hidden init, before
+#: ``_init_hidden`` (issue #5); not re-measured since.
 LEAKY_SLOPE = 0.1
 
 
