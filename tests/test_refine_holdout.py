@@ -55,7 +55,7 @@ def test_holdout_stops_early_on_noise_and_returns_the_best_iterate():
     prob = _problem(photons=20.0)          # ~0.08 photons per detector pixel: noise dominates
     truth = prob[0]
     obj, rec = _refine(truth, prob, 60, holdout=0.2, patience=5, seed=1, refit=False,
-                       smooth=False)
+                       smooth=False, backoffs=0)
     assert rec["holdout"] == 0.2 and rec["holdout_note"] is None
     # started at the truth: every step fits noise, so the hold-out turns almost at once
     assert rec["best_step"] < 10 and rec["steps"] < 60
@@ -65,7 +65,7 @@ def test_holdout_stops_early_on_noise_and_returns_the_best_iterate():
     # the returned object is the best iterate, not the last: rerunning exactly best_step steps
     # (no early stop) ends on the same object
     again, rec2 = _refine(truth, prob, rec["best_step"], holdout=0.2, patience=None, seed=1,
-                          refit=False, smooth=False)
+                          refit=False, smooth=False, backoffs=0)
     assert rec2["best_step"] == rec["best_step"]
     np.testing.assert_array_equal(obj, again)
     # and it is closer to the truth than the overfitted plain 60 steps
@@ -78,6 +78,7 @@ def test_holdout_lets_every_step_run_when_the_data_carry_signal():
     flat = np.full((SIZE, SIZE), 1.0, np.complex64)
     _, rec = _refine(flat, prob, 8, holdout=0.1, patience=3, seed=0)
     assert rec["steps"] == 8 and rec["best_step"] == 8 and rec["stop_reason"] == "steps"
+    assert rec["backoffs_used"] == 0 and rec["best_path"] == [[8, 0.02]]
     assert np.all(np.diff(rec["holdout_history"]) < 0)
     assert rec["refit_steps"] == 8                     # the returned object used every photon
 
@@ -101,23 +102,45 @@ def test_holdout_chooses_the_low_pass_from_the_dose():
     assert rec_off["smooth_sigma_px"] == 0 and rec_off["smooth_scores"] == []
 
 
-def _old_refine(init, prob, steps, lr=0.02, fill=1.0, batch_size=256):
-    """The refinement loop as it was before the hold-out (reference implementation)."""
+def _old_refine(init, prob, steps=0, lr=0.02, fill=1.0, batch_size=256, path=None):
+    """The refinement loop as it was before the hold-out (reference implementation); ``path``
+    [(steps, lr), ...] chains segments, each with fresh Adam moments (the back-off's replay)."""
     _, probe, counts, xs_np, ys_np, mc = prob
     pad = required_pad(N)
     canvas = pad_canvas(torch.as_tensor(init), pad, value=fill).clone()
     param = torch.nn.Parameter(torch.view_as_real(canvas).clone())
-    opt = torch.optim.Adam([param], lr=lr * fill)
     xs, ys, cts = torch.as_tensor(xs_np + pad), torch.as_tensor(ys_np + pad), torch.as_tensor(counts)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        for s in range(0, len(xs), batch_size):
-            sl = slice(s, s + batch_size)
-            lam = expected_counts(probe, extract_patches(torch.view_as_complex(param), xs[sl],
-                                                         ys[sl], N))
-            (poisson_nll(lam, cts[sl], mc).sum() / len(xs)).backward()
-        opt.step()
+    for n_steps, seg_lr in path if path is not None else [(steps, lr)]:
+        opt = torch.optim.Adam([param], lr=seg_lr * fill)
+        for _ in range(n_steps):
+            opt.zero_grad(set_to_none=True)
+            for s in range(0, len(xs), batch_size):
+                sl = slice(s, s + batch_size)
+                lam = expected_counts(probe, extract_patches(torch.view_as_complex(param), xs[sl],
+                                                             ys[sl], N))
+                (poisson_nll(lam, cts[sl], mc).sum() / len(xs)).backward()
+            opt.step()
     return torch.view_as_complex(param.detach())[pad:pad + SIZE, pad:pad + SIZE].numpy()
+
+
+def test_backoff_returns_to_the_best_iterate_and_the_refit_replays_its_path():
+    """When the held-out deviance stops improving the refinement returns to its best iterate and
+    goes on with a 4x smaller step; the kept path (segments of steps and step sizes) is what the
+    refit replays on all photons, and the kept iterate is never worse on the hold-out than
+    stopping at the first turn."""
+    prob = _problem(photons=100.0)
+    truth = prob[0]
+    noisy = truth + 0.3 * np.random.default_rng(0).standard_normal(truth.shape).astype(np.float32)
+    kw = dict(holdout=0.2, patience=4, seed=2, smooth=False)
+    obj, rec = _refine(noisy, prob, 60, backoffs=2, **kw)
+    _, rec0 = _refine(noisy, prob, 60, backoffs=0, refit=False, **kw)
+    assert rec["backoffs_used"] >= 1 and len(rec["best_path"]) >= 2
+    (k1, lr1), (k2, lr2) = rec["best_path"][:2]
+    assert lr2 == pytest.approx(0.25 * lr1) and k2 > 0
+    assert rec0["best_path"] == [[k1, lr1]]                 # the same first segment
+    assert rec["best_step"] == rec["refit_steps"] == sum(k for k, _ in rec["best_path"])
+    assert min(rec["holdout_history"]) < min(rec0["holdout_history"])
+    np.testing.assert_array_equal(obj, _old_refine(noisy, prob, path=rec["best_path"]))
 
 
 def test_holdout_zero_reproduces_the_plain_refinement():

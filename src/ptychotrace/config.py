@@ -155,6 +155,9 @@ class InferenceConfig(_Frozen):
                                   "counts only; see docs/physics.md)")
     refine_patience: int | None = Field(10, ge=1, description="stop the refinement after this "
                                         "many steps without hold-out improvement (None = never)")
+    refine_backoffs: int = Field(2, ge=0, description="with the hold-out: instead of stopping, "
+                                 "return to the best iterate and go on with a 4x smaller step, "
+                                 "at most this many times (0 = stop at once)")
     refine_smooth: bool = Field(True, description="with the hold-out: Gaussian low-pass of the "
                                 "refined object, width chosen by the held-out deviance (0 at high "
                                 "dose)")

@@ -45,9 +45,13 @@ from ..physics.stitching import stitch_to_object_frame
 
 #: Overlapping pairs scored at once by the twin fix (bounds memory at ~PAIR_CHUNK * N^2 * 8 bytes * 6).
 PAIR_CHUNK = 1024
-#: Refinement defaults (InferenceConfig.refine_holdout / refine_patience use the same values).
+#: Refinement defaults (InferenceConfig.refine_holdout / refine_patience / refine_backoffs use the
+#: same values).
 REFINE_HOLDOUT = 0.1
 REFINE_PATIENCE = 10
+REFINE_BACKOFFS = 2
+#: Step-size factor of a back-off (see refine_object).
+REFINE_BACKOFF_FACTOR = 0.25
 
 
 @dataclass
@@ -365,7 +369,8 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
                   mean_counts: float, fill: float, steps: int, lr: float,
                   batch_size: int = 256, *, holdout: float = REFINE_HOLDOUT,
                   patience: int | None = REFINE_PATIENCE, seed: int = 0,
-                  refit: bool = True, smooth: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+                  refit: bool = True, smooth: bool = True,
+                  backoffs: int = REFINE_BACKOFFS) -> tuple[np.ndarray, dict[str, Any]]:
     """At most ``steps`` Adam steps of the training Poisson NLL w.r.t. the object canvas (H, W)
     complex, starting from the stitched PINN output (uncovered pixels start at ``fill``). Uses the
     same extractor and forward model as training; ``lr`` is relative to ``fill`` (the amp scale).
@@ -375,14 +380,20 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
     code); the steps fit the rest (probe scaled by ``sqrt(1 - holdout)``) and the held-out photons'
     Poisson deviance is scored at every iterate 0..K from the same forward pass:
 
-    1. early stopping: the iterate k with the lowest held-out deviance is kept (0 = the network's
-       object) and the loop stops after ``patience`` steps without improvement (None = never);
+    1. early stopping: the iterate with the lowest held-out deviance is kept (0 steps = the
+       network's object). After ``patience`` steps without improvement (None = never) the
+       refinement backs off: it returns to that iterate and goes on with a step
+       REFINE_BACKOFF_FACTOR times smaller (fresh Adam moments), at most ``backoffs`` times, then
+       stops. At high dose the deviance keeps falling and nothing changes; at low dose the first
+       steps overshoot into shot noise after a few iterations and the smaller steps go on from
+       the best point (measured in docs/benchmarks.md);
     2. ``smooth``: a Gaussian low-pass of that iterate, its width chosen from
        ``holdout.SMOOTH_SIGMAS_PX`` by the same held-out deviance (0 = none). Shot noise that the fit
        absorbed raises the held-out deviance and a low-pass removes it, while at high dose any
        blur costs far more than it removes, so the width follows the dose from the data alone;
-    3. ``refit``: if k > 0, k steps are redone from the same start on *all* photons and the chosen
-       low-pass applied to that, so the hold-out costs no photons (twice the refinement time).
+    3. ``refit``: the steps that led to the kept iterate (each segment at its own step size) are
+       redone from the same start on *all* photons and the chosen low-pass applied to that, so
+       the hold-out costs no photons (twice the refinement time).
 
     ``holdout`` = 0, or non-integer counts (recorded in ``holdout_note``), gives exactly the plain
     ``steps`` steps on all photons (the behaviour before the hold-out existed): no early stop, no
@@ -415,54 +426,100 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
             total += float(poisson_nll(lam * ratio, held[sl], 1.0).sum())
         return total / n_pix
 
-    def run(n_steps, cts, p, mc, score, stop_patience):
+    def new_param():
         canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
-        param = torch.nn.Parameter(torch.view_as_real(canvas).clone())
-        opt = torch.optim.Adam([param], lr=lr * fill)
+        return torch.nn.Parameter(torch.view_as_real(canvas).clone())
+
+    def one_pass(param, cts, p, mc, grad, score):
+        """Fit loss over all patterns at the current object (its gradient accumulated into
+        param when grad) and the held-out deviance per detector pixel (when score)."""
+        total, held_sum = 0.0, 0.0
+        for s in range(0, len(xs), batch_size):
+            sl = slice(s, s + batch_size)
+            with torch.set_grad_enabled(grad):
+                lam = expected_counts(p, extract_patches(torch.view_as_complex(param),
+                                                         xs[sl], ys[sl], n))
+                loss = poisson_nll(lam, cts[sl], mc).sum() / len(xs)
+                if grad:
+                    loss.backward()
+            total += float(loss.detach())
+            if score:
+                held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0).sum())
+        return total, held_sum / n_pix
+
+    def replay(path, cts, p, mc):
+        """The object after the given segments [(steps, Adam lr)] from the start, on cts, and the
+        fit loss before each step."""
+        param = new_param()
+        losses = []
+        for n_steps, seg_lr in path:
+            opt = torch.optim.Adam([param], lr=seg_lr)
+            for _ in range(n_steps):
+                opt.zero_grad(set_to_none=True)
+                losses.append(one_pass(param, cts, p, mc, True, False)[0])
+                opt.step()
+        return torch.view_as_complex(param.detach()), losses
+
+    def fit_with_holdout(max_steps):
+        """Adam steps on the fitted photons, scored on the held-out ones, with early stopping
+        and back-offs. Returns (best object, its path, held-out history, fit losses, stop
+        reason, back-offs used)."""
+        param = new_param()
+        seg_lr = lr * fill
+        opt = torch.optim.Adam([param], lr=seg_lr)
         losses: list[float] = []
         held_hist: list[float] = []
-        best, best_k, best_held, stop = None, 0, math.inf, "steps"
-        for k in range(n_steps + 1):
-            last = k == n_steps
-            if last and not score:
-                break                                  # nothing to score at the final iterate
-            total, held_sum = 0.0, 0.0
+        done_path: list[tuple[int, float]] = []     # finished segments of the current path
+        seg_steps, taken, used = 0, 0, 0
+        best, best_path, best_held = None, [], math.inf
+        last_event = 0                               # pass index of the last improvement/back-off
+        stop = "steps"
+        while True:
+            can_step = taken < max_steps
             opt.zero_grad(set_to_none=True)
-            for s in range(0, len(xs), batch_size):
-                sl = slice(s, s + batch_size)
-                with torch.set_grad_enabled(not last):
-                    c = torch.view_as_complex(param)
-                    lam = expected_counts(p, extract_patches(c, xs[sl], ys[sl], n))
-                    loss = poisson_nll(lam, cts[sl], mc).sum() / len(xs)
-                    if not last:
-                        loss.backward()
-                total += float(loss.detach())
-                if score:
-                    held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0).sum())
-            if score:
-                held_hist.append(held_sum / n_pix)
-                if held_hist[-1] < best_held:
-                    best_held, best_k = held_hist[-1], k
-                    best = param.detach().clone()
-            if last:
+            total, held_dev = one_pass(param, fit, fit_probe, fit_mean, can_step, True)
+            held_hist.append(held_dev)
+            if held_dev < best_held:
+                best_held, last_event = held_dev, len(held_hist) - 1
+                best = param.detach().clone()
+                best_path = done_path + ([(seg_steps, seg_lr)] if seg_steps else [])
+            if not can_step:
                 break
-            if score and stop_patience is not None and k - best_k >= stop_patience:
-                stop = f"hold-out deviance did not improve for {stop_patience} steps"
-                break
-            losses.append(total)                       # fit loss at iterate k, before step k+1
+            if patience is not None and len(held_hist) - 1 - last_event >= patience:
+                if used >= backoffs:
+                    stop = f"hold-out deviance did not improve for {patience} steps"
+                    break
+                used += 1                            # back off: return to the best iterate
+                with torch.no_grad():
+                    param.copy_(best)
+                seg_lr *= REFINE_BACKOFF_FACTOR
+                opt = torch.optim.Adam([param], lr=seg_lr)
+                done_path, seg_steps = list(best_path), 0
+                last_event = len(held_hist) - 1
+                continue
+            losses.append(total)                     # fit loss before the step
             opt.step()
-        final = torch.view_as_complex(best if best is not None else param.detach())
-        return final, losses, held_hist, (best_k if score else len(losses)), stop
+            seg_steps += 1
+            taken += 1
+        if best is None:                             # non-finite deviance from the start
+            best = param.detach().clone()
+        return torch.view_as_complex(best), best_path, held_hist, losses, stop, used
+
 
     scored = held is not None
-    final, losses, held_hist, best_k, stop = run(int(steps), fit, fit_probe, fit_mean, scored,
-                                                 patience)
     sigma, smooth_scores = 0.0, []
-    if scored and smooth:
-        sigma, smooth_scores = choose_smoothing(final, held_deviance)
+    if scored:
+        final, path, held_hist, losses, stop, used = fit_with_holdout(int(steps))
+        if smooth:
+            sigma, smooth_scores = choose_smoothing(final, held_deviance)
+    else:                                      # plain steps on all photons (no hold-out)
+        path = [(int(steps), lr * fill)]
+        final, losses = replay(path, all_counts, probe, mean_counts)
+        held_hist, stop, used = [], "steps", 0
+    best_k = sum(k for k, _ in path)
     refit_steps = 0
     if scored and refit and best_k > 0:
-        final, _, _, _, _ = run(best_k, all_counts, probe, mean_counts, False, None)
+        final, _ = replay(path, all_counts, probe, mean_counts)
         refit_steps = best_k
     final = smooth_canvas(final, sigma)
     h, w = init.shape
@@ -474,6 +531,9 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
         "holdout": float(holdout) if scored else 0.0, "holdout_note": reason,
         "holdout_seed": int(seed) if scored else None,
         "patience": patience if scored else None,
+        "backoffs_used": int(used), "backoffs_max": int(backoffs) if scored else 0,
+        "best_path": [[int(k), float(step / fill)] for k, step in path],
+        "best_path_units": "[steps, Adam step relative to the amplitude scale] per segment",
         "holdout_history_len": len(held_hist), "holdout_history": held_hist,
         "holdout_units": "mean Poisson half-deviance of the held-out photons per detector pixel"
                          if scored else None,
@@ -554,7 +614,8 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
             float(ckpt["scales"]["loss_normaliser"]["mean_counts"]) / model.target_factor,
             amp_ref, refine_steps, float(cfg.refine_lr), holdout=float(cfg.refine_holdout),
             patience=cfg.refine_patience, seed=int(ckpt["config"]["training"]["seed"]),
-            refit=bool(cfg.refine_refit), smooth=bool(cfg.refine_smooth))
+            refit=bool(cfg.refine_refit), smooth=bool(cfg.refine_smooth),
+            backoffs=int(cfg.refine_backoffs))
         amplitude = np.where(covered, np.abs(obj), 0).astype(np.float32)
         phase = np.where(covered, np.angle(obj), 0).astype(np.float32)
         seconds["refine"] = time.perf_counter() - t1
