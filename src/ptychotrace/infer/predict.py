@@ -416,16 +416,6 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
         fit, held, fit_probe, fit_mean, ratio = all_counts, None, probe, mean_counts, 0.0
     n_pix = float(counts.size)
 
-    @torch.no_grad()
-    def held_deviance(canvas):
-        """Mean Poisson half-deviance of the held-out photons per detector pixel."""
-        total = 0.0
-        for s in range(0, len(xs), batch_size):
-            sl = slice(s, s + batch_size)
-            lam = expected_counts(fit_probe, extract_patches(canvas, xs[sl], ys[sl], n))
-            total += float(poisson_nll(lam * ratio, held[sl], 1.0).sum())
-        return total / n_pix
-
     def new_param():
         canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
         return torch.nn.Parameter(torch.view_as_real(canvas).clone())
@@ -505,6 +495,10 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
             best = param.detach().clone()
         return torch.view_as_complex(best), best_path, held_hist, losses, stop, used
 
+
+    def held_deviance(canvas):
+        """Mean Poisson half-deviance of the held-out photons per detector pixel at canvas."""
+        return one_pass(torch.view_as_real(canvas), fit, fit_probe, fit_mean, False, True)[1]
 
     scored = held is not None
     sigma, smooth_scores = 0.0, []
