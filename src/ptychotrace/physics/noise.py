@@ -165,12 +165,16 @@ def _inversion_continue(lam, u, k, p, cdf, inv_k):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _ptrs_constants(lam):
-    """PTRS's per-mean constants of the proposal and squeeze: b, a, b - 2, vr * (b - 2)."""
+def _ptrs_proposal(lam, u, v):
+    """PTRS's proposal k for the uniforms (u centred in (-1/2, 1/2), v in (0, 1)) and whether the
+    squeeze accepts it: returns (k, accepted)."""
     b = 0.931 + 2.53 * math.sqrt(lam)
     a = -0.059 + 0.02483 * b
     b2 = b - 2.0
-    return b, a, b2, 0.9277 * b2 - 3.6224
+    us = 0.5 - abs(u)
+    k = math.floor((2.0 * a / us + b) * u + lam + 0.43)
+    # v <= vr  <=>  v * (b - 2) <= vr * (b - 2), vr = 0.9277 - 3.6224 / (b - 2)
+    return k, (us >= 0.07) & (v * b2 <= 0.9277 * b2 - 3.6224)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
@@ -207,12 +211,10 @@ def _ptrs_from(lam, state, u):
 
     Hoermann's acceptance test log(v) + log(1/alpha) - log(a/us^2 + b) <= log(pmf(k)) is
     evaluated with one log of the product on its left (the same inequality, fewer logs)."""
-    b, a, b2, vr_b2 = _ptrs_constants(lam)
     while True:
         state, v = _uniform(state)
-        us = 0.5 - abs(u)
-        k = math.floor((2.0 * a / us + b) * u + lam + 0.43)
-        if us >= 0.07 and v * b2 <= vr_b2:
+        k, squeeze = _ptrs_proposal(lam, u, v)
+        if squeeze:
             return k
         if _ptrs_log_test(lam, u, v, k):
             return k
@@ -377,13 +379,10 @@ def _sample_block(lam, first, base, tables, out):
         z = _pixel_state(base, first + idx_big[j])
         u = _to_unit(z) - 0.5
         v = _to_unit(_mix(z + _GAMMA))
-        b, a, b2, vr_b2 = _ptrs_constants(lm)
-        us = 0.5 - abs(u)
         z_big[j] = z
         u_big[j] = u
         v_big[j] = v
-        k_big[j] = math.floor((2.0 * a / us + b) * u + lm + 0.43)
-        ok[j] = (us >= 0.07) & (v * b2 <= vr_b2)
+        k_big[j], ok[j] = _ptrs_proposal(lm, u, v)
     _log_test_failures(lam_big, u_big, v_big, k_big, ok)
     pend, n_pend = _compact(~ok, n_big)
     r = 1
@@ -402,12 +401,9 @@ def _sample_block(lam, first, base, tables, out):
             z = z_r[f]
             u = _to_unit(_mix(z + u_offset)) - 0.5
             v = _to_unit(_mix(z + v_offset))
-            b, a, b2, vr_b2 = _ptrs_constants(lm)
-            us = 0.5 - abs(u)
             u_r[f] = u
             v_r[f] = v
-            k_r[f] = math.floor((2.0 * a / us + b) * u + lm + 0.43)
-            ok[f] = (us >= 0.07) & (v * b2 <= vr_b2)
+            k_r[f], ok[f] = _ptrs_proposal(lm, u, v)
         _log_test_failures(lam_r, u_r, v_r, k_r, ok)
         for f in range(n_pend):
             k_big[sel[f]] = k_r[f]
