@@ -93,7 +93,8 @@ class NetworkConfig:
 #: decoder goes flat within 2 epochs (std 2e-7, every unit of its last block dead); LeakyReLU keeps
 #: the units alive but the amplitude still flattens (std 2e-4 after 3 epochs), so the default stays
 #: ReLU (the benchmarked network). Measured with PyTorch's default hidden init, before
-#: ``_init_hidden`` (issue #5); not re-measured since.
+#: ``_init_hidden`` (issue #5); with it, ReLU no longer collapses on gs1_custom at lr 1e-3 (network
+#: alone Pearson 0.85 after 3 epochs; docs/benchmarks.md), so the LeakyReLU option is not needed.
 LEAKY_SLOPE = 0.1
 
 
