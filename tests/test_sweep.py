@@ -300,6 +300,45 @@ def test_speedup_is_baseline_time_over_pinn_time():
     assert speedup_vs_baseline({"pinn": block["pinn"]}) is None
 
 
+def test_quality_verdict_pairs_seeds_and_names_the_doses():
+    from ptychotrace.sweep.sweep import MD_COLUMNS, quality_vs_baseline, render_markdown
+
+    def seeds(vals):
+        return [{"seed_index": i, "metrics": None if v is None else {"amplitude_ssim": v}}
+                for i, v in enumerate(vals)]
+
+    def block(dose, pinn, base, speed):
+        b = {"nphotons": dose, "pinn": {"per_seed": seeds(pinn)},
+             "baseline": {"per_seed": seeds(base)},
+             "speedup_vs_baseline": {"inference": speed}}
+        b["quality_vs_baseline"] = quality_vs_baseline(b)
+        return b
+
+    # seed 2 has no baseline result: it must not enter either mean
+    low = block(1e3, [0.50, 0.40, 0.90], [0.45, 0.42, None], 0.25)
+    q = low["quality_vs_baseline"]
+    assert q["seeds_compared"] == 2 and q["seeds_pinn_at_or_above"] == 1
+    assert q["pinn_mean"] == pytest.approx(0.45) and q["baseline_mean"] == pytest.approx(0.435)
+    assert q["difference"] == pytest.approx(0.015) and q["pinn_at_or_above"]
+    high = block(1e9, [0.90, 0.91, 0.92], [0.95, 0.96, 0.90], 2.0)
+    assert not high["quality_vs_baseline"]["pinn_at_or_above"]
+    assert high["quality_vs_baseline"]["seeds_pinn_at_or_above"] == 1
+    assert quality_vs_baseline({"pinn": low["pinn"]}) is None
+    assert quality_vs_baseline(block(1e4, [0.5], [None], 1.0)) is None
+
+    summary = {"scenario": "gs1_ideal", "status": "ok", "doses": [1e3, 1e9], "methods": ["pinn", "baseline"],
+               "seeds": {"count": 3, "base_sim_seed": 42, "base_training_seed": 42},
+               "per_dose": [low, high], "baseline": {"enabled": True, "coverage_rule": "x"}}
+    for b in summary["per_dose"]:
+        for m in ("pinn", "baseline"):
+            empty = {k: None for k, _ in MD_COLUMNS}
+            b[m].update({"n_ok": 3, "n_seeds": 3, "mean": empty, "std": empty})
+    md = render_markdown(summary)
+    assert "| 1e3 | +0.0150 | 1/2 | baseline (4x) |" in md
+    assert "| 1e9 | -0.0267 | 1/3 | PINN (2x) |" in md
+    assert "at or above the baseline (seed mean) at: 1e3; below at: 1e9." in md
+
+
 def test_baseline_smoothing_is_part_of_the_baseline_signature():
     from ptychotrace.sweep.sweep import BaselineOptions
     assert "smooth" not in BaselineOptions(enabled=True).signature()   # old sweeps resume as before

@@ -631,6 +631,31 @@ def speedup_vs_baseline(block: dict) -> dict | None:
                           "(> 1: the PINN is faster); PINN training time excluded"}
 
 
+#: The quality metric of the issue's goal (PINN at or above the baseline at low dose).
+VERDICT_METRIC = "amplitude_ssim"
+
+
+def quality_vs_baseline(block: dict, metric: str = VERDICT_METRIC) -> dict | None:
+    """PINN minus baseline on ``metric``, from the seed means and seed by seed (seeds where both
+    methods have a result); None without both methods or without a pair."""
+    if "pinn" not in block or "baseline" not in block:
+        return None
+    pinn = {s["seed_index"]: (s["metrics"] or {}).get(metric) for s in block["pinn"]["per_seed"]}
+    base = {s["seed_index"]: (s["metrics"] or {}).get(metric)
+            for s in block["baseline"]["per_seed"]}
+    pairs = [(pinn[k], base[k]) for k in sorted(pinn)
+             if pinn.get(k) is not None and base.get(k) is not None]
+    if not pairs:
+        return None
+    mean_p = sum(p for p, _ in pairs) / len(pairs)
+    mean_b = sum(b for _, b in pairs) / len(pairs)
+    return {"metric": metric, "pinn_mean": mean_p, "baseline_mean": mean_b,
+            "difference": mean_p - mean_b, "pinn_at_or_above": mean_p >= mean_b,
+            "seeds_compared": len(pairs), "seeds_pinn_at_or_above": sum(p >= b for p, b in pairs),
+            "definition": "means over the seeds where both methods have a result; difference = "
+                          "PINN - baseline"}
+
+
 def baseline_metrics(baseline_dir: Path) -> dict | None:
     meta = _read_json(Path(baseline_dir) / BASELINE_METADATA)
     cmp = _read_json(Path(baseline_dir) / COMPARISON)
@@ -791,6 +816,7 @@ def build_summary(plan: SweepPlan, ctx: dict, final: bool = True) -> dict:
                         "std": {k: aggregate([o.get(k) for o in ok])["std"] for k in METRICS},
                         "n": {k: aggregate([o.get(k) for o in ok])["n"] for k in METRICS}}
         block["speedup_vs_baseline"] = speedup_vs_baseline(block)
+        block["quality_vs_baseline"] = quality_vs_baseline(block)
         per_dose.append(block)
     # one entry per (name, method): keep the most informative error
     uniq: dict[tuple, dict] = {}
@@ -870,6 +896,7 @@ def render_markdown(summary: dict) -> str:
                   "| nphotons | default inference | network alone |", "|---|---|---|"]
         lines += [f"| {d} | {_fmt(sp.get('inference'), None, 3)}x | "
                   f"{_fmt(sp.get('network_only'), None, 3)}x |" for d, sp in speed if sp]
+    lines += _verdict_lines(summary["per_dose"])
     if summary.get("skipped"):
         lines += ["", "## Skipped (already finished, resumed)", ""]
         lines += [f"- {s['name']} ({s['method']}): {s['reason']}" for s in summary["skipped"]]
@@ -884,6 +911,29 @@ def render_markdown(summary: dict) -> str:
         lines += ["", "## Figures", ""] + [f"- {f}" for f in summary["figures"]]
     lines += ["", f"Baseline: {summary['baseline'].get('coverage_rule') if summary['baseline']['enabled'] else 'not run'}.", ""]
     return "\n".join(lines)
+
+
+def _verdict_lines(per_dose: list[dict]) -> list[str]:
+    """'Where the PINN stands': per dose, quality against the baseline and which is faster."""
+    rows = [(b, b.get("quality_vs_baseline"), b.get("speedup_vs_baseline")) for b in per_dose]
+    rows = [r for r in rows if r[1]]
+    if not rows:
+        return []
+    name = dict(MD_COLUMNS).get(rows[0][1]["metric"], rows[0][1]["metric"])
+    lines = ["", "## Where the PINN stands", "",
+             f"| nphotons | {name}: PINN - baseline | seeds with PINN >= baseline | "
+             "faster per pattern (default inference) |", "|---|---|---|---|"]
+    for b, q, sp in rows:
+        ratio = (sp or {}).get("inference")
+        faster = "n/a" if ratio is None else (f"PINN ({ratio:.3g}x)" if ratio >= 1
+                                              else f"baseline ({1 / ratio:.3g}x)")
+        lines.append(f"| {dose_label(b['nphotons'])} | {q['difference']:+.4f} | "
+                     f"{q['seeds_pinn_at_or_above']}/{q['seeds_compared']} | {faster} |")
+    above = [dose_label(b["nphotons"]) for b, q, _ in rows if q["pinn_at_or_above"]]
+    below = [dose_label(b["nphotons"]) for b, q, _ in rows if not q["pinn_at_or_above"]]
+    lines += ["", f"PINN {name} at or above the baseline (seed mean) at: "
+              f"{', '.join(above) or 'no dose'}; below at: {', '.join(below) or 'no dose'}."]
+    return lines
 
 
 def write_summary(plan: SweepPlan, summary: dict, figures: bool = True) -> None:
