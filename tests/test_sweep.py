@@ -90,10 +90,13 @@ class FakeRunner:
 
     def __call__(self, req):
         from ptychotrace.baseline import coverage_mask
-        from ptychotrace.evaluate.metrics import compare_reconstruction
+        from ptychotrace.records import Inference, InferenceSeconds, RunMetadata
+        from ptychotrace.records import examples as ex
+        from ptychotrace.records.run_metadata import RunError
+        from ptychotrace.stages.evaluate import evaluate
         from ptychotrace.sweep import dataset_fingerprint
         from ptychotrace.telemetry.recorder import prepare_run_dir
-        from ptychotrace.telemetry.writers import write_json, write_npy
+        from ptychotrace.telemetry.writers import write_npy
 
         out = Path(req.output_dir)
         prepare_run_dir(out, force=req.force)
@@ -104,25 +107,29 @@ class FakeRunner:
         self.fingerprints[name] = dataset_fingerprint(ds)
         assert ds.metadata.get("nphotons", req.config.simulation.nphotons) is not None
         if name in self.fail:
-            write_json(out / "run_metadata.json", {"status": "failed", "failed_stage": "train",
-                                                   "error": {"message": "boom"}})
+            RunMetadata(status="failed", scenario=req.config.scenario, timestamp="t",
+                        elapsed_seconds=1.0, failed_stage="train",
+                        error=RunError(type="RuntimeError", message="boom")
+                        ).write(out / "run_metadata.json")
             raise RuntimeError("injected training failure")
         idx = ds.indices("test")
         covered = coverage_mask(ds, idx, ds.obj.shape, req.config.inference.stitch_window)
         pred = np.where(covered, ds.obj * 0.9, 0).astype(np.complex64)
-        cmp = compare_reconstruction(pred, ds.obj, covered, amplitude_scale_mode="none")
-        write_json(out / "comparison_metrics.json", cmp)
+        cmp = evaluate(pred, ds.obj, covered)
+        cmp.write(out / "comparison_metrics.json")
         write_npy(out / "inference_outputs" / "amplitude.npy", np.abs(pred))
         write_npy(out / "inference_outputs" / "phase.npy", np.angle(pred))
         write_npy(out / "inference_outputs" / "coverage_weight.npy", covered.astype(np.float32))
         write_npy(out / "inference_outputs" / "evaluation_region.npy", covered.astype(np.float32))
-        meta = {"status": "ok", "scenario": req.config.scenario, "config": req.config.to_dict(),
-                "stage_seconds": {"train": 2.0, "infer": 0.5},
-                "inference": {"coverage_fraction": float(covered.mean()),
-                              "patterns_per_second": 100.0, "patterns_used": int(len(idx)),
-                              "seconds": {"total": 0.24}}}
-        write_json(out / "run_metadata.json", meta)
-        return meta
+        inference = Inference(groups_available=len(idx), groups_used=len(idx), group_limit=None,
+                              patterns_used=int(len(idx)), stitched_shape=list(ds.obj.shape),
+                              stitch_window=req.config.inference.stitch_window,
+                              coverage_fraction=float(covered.mean()), patterns_per_second=100.0,
+                              seconds=InferenceSeconds(total=0.24))
+        meta = ex.run_metadata(cmp, scenario=req.config.scenario, config=req.config.to_dict(),
+                               stage_seconds={"train": 2.0, "infer": 0.5}, inference=inference)
+        meta.write(out / "run_metadata.json")
+        return meta.dump()
 
 
 @pytest.fixture

@@ -172,6 +172,32 @@ class EvaluationConfig(_Frozen):
     amp_vmax: float | None = Field(None, gt=0, description="display max for amplitude PNGs")
 
 
+class BaselineConfig(_Frozen):
+    """The iterative baseline (baseline/solver.py; docs/baseline.md): ``ptychotrace baseline``
+    and ``sweep --with-baseline``. Its stitch window (the covered region) is
+    ``inference.stitch_window``, as the PINN's."""
+
+    algorithm: Literal["lsqml", "rpie", "cdtools"] = Field(
+        "lsqml", description="LSQ-ML or rPIE on ptychotrace's forward model; cdtools with the "
+        "optional 'baseline' extra")
+    iterations: int | None = Field(None, ge=1, description="maximum iterations (epochs); None: "
+                                   "the algorithm's default (lsqml 100, rpie 40, cdtools 100)")
+    likelihood: Literal["amplitude", "poisson"] = Field(
+        "amplitude", description="fit cost: amplitude (Gaussian on sqrt counts) or Poisson")
+    split: Literal["test", "train", "all"] = Field("test", description="patterns reconstructed")
+    group_limit: int | None = Field(None, ge=1, description="use only the first K patterns of "
+                                    "the split (dataset order)")
+    holdout: float = Field(0.1, ge=0, lt=1, description="fraction of the photons held out for "
+                           "early stopping (0 = off)")
+    patience: int | None = Field(10, ge=1, description="stop after this many iterations without "
+                                 "hold-out improvement (None = never)")
+    smooth: bool = Field(False, description="Gaussian low-pass of the result, width chosen by "
+                         "the held-out deviance (the PINN refinement's rule; off: the plain "
+                         "algorithm)")
+    seed: int | None = Field(None, description="seed of the photon hold-out and the rPIE order; "
+                             "None: training.seed")
+
+
 class RunConfig(_Frozen):
     schema_version: str = SCHEMA_VERSION
     scenario: str = "custom"
@@ -180,6 +206,7 @@ class RunConfig(_Frozen):
     training: TrainingConfig = TrainingConfig()
     inference: InferenceConfig = InferenceConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    baseline: BaselineConfig = BaselineConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
@@ -313,6 +340,35 @@ def resolve_scenario(scenario: str, overrides: dict[str, Any] | None = None,
     record = {"name": scenario if profile else None, "defaults": profile, "applied": applied,
               "skipped": skipped, "active": bool(profile)}
     return config, record, warnings
+
+
+def resolve_config(base: dict[str, Any] | RunConfig | None = None, *, scenario: str | None = None,
+                   file_values: dict[str, Any] | None = None,
+                   overrides: dict[str, Any] | None = None,
+                   use_profile: bool = True) -> tuple[RunConfig, dict[str, Any], list[str]]:
+    """The one resolve function: (a named scenario, or a base configuration such as a
+    checkpoint's saved config or one derived from a dataset) < config file < CLI flags.
+
+    With ``scenario``: :func:`resolve_scenario` (shared defaults < scenario < stable profile <
+    file < flags). With ``base`` (a RunConfig dict or model): its values < file < flags; fields
+    added to RunConfig since ``base`` was saved take their defaults. ``overrides`` are dotted
+    paths (None values ignored). Returns (config, profile record, warnings).
+    """
+    if scenario is not None:
+        return resolve_scenario(scenario, overrides, file_values, use_profile)
+    import copy
+
+    if isinstance(base, RunConfig):
+        base = base.to_dict()
+    flat = _flatten(copy.deepcopy(base or {}))
+    flat.update(file_values or {})
+    flat.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        config = RunConfig.model_validate(_nest(flat))
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc)) from exc
+    record = {"name": None, "defaults": {}, "applied": {}, "skipped": {}, "active": False}
+    return config, record, []
 
 
 def _describe_validation_error(exc: ValidationError) -> str:

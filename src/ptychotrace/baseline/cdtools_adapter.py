@@ -35,15 +35,8 @@ import torch
 
 from ..data.dataset import Dataset
 from ..physics.forward import required_pad
-from .solver import (
-    ILLUMINATED_FRACTION,
-    BaselineResult,
-    Progress,
-    check_likelihood,
-    converged_at,
-    coverage_mask,
-    illumination_map,
-)
+from ..physics.stitching import ILLUMINATED_FRACTION, illumination_map
+from .result import BaselineResult, Progress, check_likelihood, converged_at, coverage_mask
 
 #: Requirement string of the optional extra.
 CDTOOLS_REQUIREMENT = "cdtools-py>=0.3.2,<0.4"

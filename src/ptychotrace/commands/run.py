@@ -6,55 +6,35 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import SIMULATION_FLAGS, add_simulation_flags, overrides_from, positive_float, positive_int
+from .flags import add_config_flags, overrides_from_flags
 
-#: run-only flags (dest) -> dotted config path
-RUN_FLAGS = {
-    **SIMULATION_FLAGS,
-    "group_count": "grouping.group_count",
-    "group_multiplier": "grouping.group_multiplier",
-    "neighbor_count": "grouping.neighbor_count",
-    "nepochs": "training.nepochs",
-    "batch_size": "training.batch_size",
-    "lr": "training.lr",
-    "width": "training.width",
-    "seed": "training.seed",
-    "device": "training.device",
-    "object_support": "training.object_support",
-    "group_limit": "inference.group_limit",
-    "stitch_window": "inference.stitch_window",
-    "prediction_scale_source": "evaluation.prediction_scale_source",
-    "amp_vmax": "evaluation.amp_vmax",
-}
+#: Config sections with a flag per field in ``run`` (and ``sweep``), {section: flag prefix}.
+RUN_SECTIONS = {"simulation": "", "grouping": "", "training": "", "inference": "",
+                "evaluation": ""}
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """Every flag of ``run`` (``sweep`` accepts the same and passes them to each run)."""
-    add_simulation_flags(p, scenario_required=True)
-    g = p.add_argument_group("grouping, training, inference, evaluation")
-    g.add_argument("--group-count", type=positive_int, help="groups per split")
-    g.add_argument("--group-multiplier", type=positive_int, help="factor on --group-count")
-    g.add_argument("--neighbor-count", type=positive_int, help="K nearest neighbours per group")
-    g.add_argument("--nepochs", type=positive_int, help="training epochs (default 5)")
-    g.add_argument("--batch-size", type=positive_int)
-    g.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
-    g.add_argument("--width", type=positive_int, help="model width multiplier")
-    g.add_argument("--seed", type=int, help="training seed")
-    g.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    g.add_argument("--probe-big", dest="object_support", action="store_const", const="full",
-                   help="reconstruct the full N x N patch (default)")
-    g.add_argument("--no-probe-big", dest="object_support", action="store_const", const="central",
-                   help="confine the predicted object to the central N/2 region")
-    g.add_argument("--group-limit", type=positive_int, help="cap on test groups used at inference")
-    g.add_argument("--stitch-window", type=positive_int, help="central M x M kept per patch (20)")
-    g.add_argument("--prediction-scale-source", choices=["none", "recorded", "least_squares"],
-                   help="amplitude scale applied before comparison (default none)")
-    g.add_argument("--amp-vmax", type=positive_float, help="display max of amplitude PNGs")
+def add_run_flags(p: argparse.ArgumentParser, with_baseline: bool = False) -> None:
+    """Every flag of ``run`` (``sweep`` accepts the same and passes them to each run): one per
+    config field (commands.flags), plus the scenario, the inputs and two historical aliases."""
+    from ..config import SCENARIOS
+
+    p.add_argument("--scenario", required=True, choices=sorted(SCENARIOS),
+                   help="named sim-lines scenario (physics.md section 5)")
     io = p.add_argument_group("inputs")
     io.add_argument("--data", help="run on this dataset NPZ instead of simulating")
     io.add_argument("--config", help="YAML/TOML/JSON file of settings (sections as in "
                                      "run_metadata.json 'config'); flags override it")
     io.add_argument("--quiet", action="store_true", help="no progress display")
+    alias = p.add_argument_group("aliases")
+    alias.add_argument("--probe-big", dest="cfg__training__object_support", action="store_const",
+                       const="full", help="= --object-support full (the full N x N patch)")
+    alias.add_argument("--no-probe-big", dest="cfg__training__object_support",
+                       action="store_const", const="central",
+                       help="= --object-support central (the central N/2 region)")
+    sections = dict(RUN_SECTIONS)
+    if with_baseline:
+        sections["baseline"] = "baseline-"
+    add_config_flags(p, sections)
 
 
 def add_parser(sub) -> None:
@@ -76,16 +56,29 @@ def request_from_args(args: argparse.Namespace, output_dir: Path, scenario: str 
     from ..scenarios.runner import RunRequest
 
     file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
-    overrides = {**overrides_from(args, RUN_FLAGS), **(extra_overrides or {})}
+    overrides = {**overrides_from_flags(args), **(extra_overrides or {})}
     config, profile, warnings = resolve_scenario(scenario or args.scenario, overrides, file_values)
-    cli_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("handler",) and v is not None and not callable(v)}
+    cli_args = cli_record(args)
     data = Path(args.data) if getattr(args, "data", None) else None
     if data is not None and not data.is_file():
         raise FileNotFoundError(f"--data: no such file: {data}")
     return RunRequest(config=config, output_dir=Path(output_dir), profile=profile, cli_args=cli_args,
                       warnings=warnings, data_path=data, force=bool(getattr(args, "force", False)),
                       progress=not getattr(args, "quiet", False))
+
+
+def cli_record(args: argparse.Namespace) -> dict:
+    """The flags given (run_metadata ``cli_args``): config flags under their field name (as
+    before the flags were generated; a baseline field as ``baseline_<field>``), others as given."""
+    out = {}
+    for k, v in vars(args).items():
+        if k in ("handler", "_config_flags") or v is None or callable(v):
+            continue
+        if k.startswith("cfg__"):
+            section, *rest = k.removeprefix("cfg__").split("__")
+            k = "_".join(rest) if section != "baseline" else "baseline_" + "_".join(rest)
+        out[k] = str(v) if isinstance(v, Path) else v
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,9 +89,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     meta = run_scenario(req)
     out = Path(args.output_dir)
-    amp = (meta.get("comparison") or {}).get("amplitude") or {}
+    amp = meta["comparison"]["amplitude"] if meta.get("comparison") else None
     print(f"\nrun {meta['status']}: {out}")
-    print(f"  amplitude pearson {amp.get('pearson_r')}, ssim {amp.get('ssim')} (covered region)")
-    print(f"  look at: {out}/{req.config.scenario}_comparison_summary.md, {out}/intensity_stats.md, "
-          f"{out}/run_metadata.json")
+    if amp:
+        from ..format import format_value
+
+        print(f"  amplitude pearson {format_value(amp['pearson_r'])}, ssim "
+              f"{format_value(amp['ssim'])} (evaluated region)")
+    print(f"  look at: {out}/{req.config.scenario}_comparison_summary.md, {out}/comparison.png, "
+          f"{out}/intensity_stats.md, {out}/run_metadata.json")
     return 0

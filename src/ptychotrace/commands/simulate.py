@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import SIMULATION_FLAGS, add_simulation_flags, overrides_from, progress_bar
+from .common import progress_bar
+from .flags import add_config_flags, overrides_from_flags
 
 
 def add_parser(sub) -> None:
@@ -15,7 +16,12 @@ def add_parser(sub) -> None:
                        description="Simulate a sim-lines dataset: lines object, probe, random scan, "
                                    "Poisson counts at the requested dose. Both splits go into one "
                                    "NPZ with a per-pattern 'split' label (0 train, 1 test).")
-    add_simulation_flags(p)
+    from ..config import SCENARIOS
+
+    p.add_argument("--scenario", required=True, choices=sorted(SCENARIOS),
+                   help="named sim-lines scenario (physics.md section 5)")
+    add_config_flags(p, {"simulation": ""},
+                     title="simulation overrides (default: the scenario's value)")
     p.add_argument("--output", required=True, help="output .npz path")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -33,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--output must end in .npz, got {out}")
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
-    config, profile, warnings = resolve_scenario(args.scenario, overrides_from(args, SIMULATION_FLAGS))
+    config, profile, warnings = resolve_scenario(args.scenario, overrides_from_flags(args))
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     with progress_bar("simulating", enabled=not args.no_progress and not args.json) as update:

@@ -22,7 +22,6 @@ def nphotons_list(text: str) -> list[float]:
 
 
 def add_parser(sub) -> None:
-    from ..baseline import ALGORITHMS, DEFAULT_ALGORITHM
     from .run import add_run_flags
 
     p = sub.add_parser(
@@ -34,7 +33,7 @@ def add_parser(sub) -> None:
                     "Finished points are skipped on a rerun (resume); failed ones are redone. "
                     "Writes sweep_summary.json/.md and quality/bias/time-vs-dose figures. Every "
                     "'run' flag is accepted and applies to every point.")
-    add_run_flags(p)
+    add_run_flags(p, with_baseline=True)   # --baseline-<field> for every BaselineConfig field
     g = p.add_argument_group("sweep")
     g.add_argument("--nphotons", type=nphotons_list, required=True, metavar="LIST",
                    help="comma-separated doses in photons per pattern, e.g. 1e3,1e4,1e5,1e6,1e7,1e9")
@@ -45,14 +44,8 @@ def add_parser(sub) -> None:
                    help="points run in parallel (separate processes; each gets cores // jobs "
                         "torch threads)")
     g.add_argument("--with-baseline", action="store_true",
-                   help="also run the iterative baseline on each point's data")
-    g.add_argument("--baseline-iterations", type=positive_int,
-                   help="maximum baseline iterations (default: the algorithm's default)")
-    g.add_argument("--baseline-smooth", action="store_true",
-                   help="apply the PINN refinement's hold-out-chosen low-pass to the baseline too "
-                        "(like-for-like at low dose; off: the plain algorithm)")
-    g.add_argument("--baseline-algorithm", choices=list(ALGORITHMS), default=DEFAULT_ALGORITHM,
-                   help=f"baseline algorithm (default {DEFAULT_ALGORITHM})")
+                   help="also run the iterative baseline on each point's data (settings: the "
+                        "--baseline-* flags; its seed defaults to each point's training seed)")
     p.add_argument("--output-dir", required=True, help="sweep directory (reused: resume)")
     p.add_argument("--force", action="store_true",
                    help="redo every point, also finished ones (old directories are moved aside)")
@@ -62,28 +55,33 @@ def add_parser(sub) -> None:
 def plan_from_args(args: argparse.Namespace):
     """The sweep plan for parsed flags (raises ValueError on inconsistent flags)."""
     from ..sweep.sweep import BaselineOptions, plan_sweep
-    from .run import request_from_args
+    from .run import cli_record, request_from_args
 
     if getattr(args, "data", None):
         raise ValueError("--data cannot be swept: the sweep simulates each dose (drop --data)")
-    if args.baseline_iterations is not None and not args.with_baseline:
-        raise ValueError("--baseline-iterations needs --with-baseline")
+    given = [d for d in vars(args) if d.startswith("cfg__baseline__")
+             and getattr(args, d) is not None]
+    if given and not args.with_baseline:
+        flags = ", ".join("--baseline-" + d.removeprefix("cfg__baseline__").replace("_", "-")
+                          for d in given)
+        raise ValueError(f"{flags} needs --with-baseline")
     doses = args.nphotons
     if isinstance(doses, str):  # programmatic callers may pass the raw text
         doses = nphotons_list(doses)
     base = copy.copy(args)
     base.nphotons = None
     base.force = False  # each point decides (resume); the sweep's --force is handled by the plan
-    cli = {k: v for k, v in vars(args).items() if v is not None and not callable(v)}
+    cli = cli_record(args)
 
     def make_request(run_dir: Path, overrides: dict):
         return request_from_args(base, run_dir, extra_overrides=overrides)
 
-    options = BaselineOptions(enabled=bool(args.with_baseline), iterations=args.baseline_iterations,
-                              algorithm=args.baseline_algorithm, smooth=bool(args.baseline_smooth))
-    return plan_sweep(args.scenario, doses, args.seeds, Path(args.output_dir), make_request,
-                      baseline=options, jobs=args.jobs, force=bool(args.force),
-                      progress=not args.quiet, cli_args=cli)
+    plan = plan_sweep(args.scenario, doses, args.seeds, Path(args.output_dir), make_request,
+                      jobs=args.jobs, force=bool(args.force), progress=not args.quiet,
+                      cli_args=cli)
+    plan.baseline = BaselineOptions.from_config(plan.points[0].request.config.baseline,
+                                                enabled=bool(args.with_baseline))
+    return plan
 
 
 def run(args: argparse.Namespace) -> int:

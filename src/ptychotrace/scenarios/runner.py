@@ -17,12 +17,14 @@ import numpy as np
 from ..config import PredictionScaleSource, RunConfig
 from ..data.container import GroupedData, build_grouped, truth_patches
 from ..data.dataset import Dataset, file_sha256, load_dataset
+from ..format import format_resolution, format_value
+from ..records.comparison import ComparisonRecord
 from ..simulate import simulate, split_stats
+from ..stages.prediction import evaluate_and_write
 from ..telemetry.recorder import RunRecorder, collect_provenance, prepare_run_dir
 from ..telemetry.scale_chain import intensity_scale_block, label_vs_truth, record_training_label_stats
 from ..telemetry.stats import array_stats
-from ..telemetry.writers import write_json, write_npy, write_text
-from .artifacts import save_image
+from ..telemetry.writers import write_text
 
 TRAIN_OUTPUTS = "train_outputs"
 INFERENCE_OUTPUTS = "inference_outputs"
@@ -267,129 +269,30 @@ def _stage_infer(req: RunRequest, rec: RunRecorder, ds: Dataset, model, log):
     return pred
 
 
-def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, log) -> dict:
-    import torch
-
-    from ..evaluate.align import wrap_phase
-    from ..evaluate.metrics import evaluate_reconstruction
-    from ..physics.stitching import illuminated_in_object_frame
-
+def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, log
+                   ) -> ComparisonRecord:
+    """The one evaluation and the prediction's outputs (stages.prediction), recorded."""
     cfg, out = req.config, req.output_dir
-    inf = out / INFERENCE_OUTPUTS
-    truth = ds.obj
-    mode = cfg.evaluation.prediction_scale_source.value
-    recorded = _recorded_scale(model)
-    pred_complex = (pred.amplitude * np.exp(1j * pred.phase)).astype(np.complex64)
-    illuminated = illuminated_in_object_frame(
-        torch.from_numpy(ds.probe), torch.from_numpy(np.asarray(pred.xcoords, dtype=np.float64)),
-        torch.from_numpy(np.asarray(pred.ycoords, dtype=np.float64)), truth.shape).numpy()
-    region = pred.covered & illuminated
-    cmp = evaluate_reconstruction(pred_complex, truth, pred.covered, illuminated,
-                                  evaluation=cfg.evaluation, recorded_scale=recorded["value"],
-                                  activation_bound=_activation_bound(model))
-    scale = dict(cmp["prediction_scale"])
-    scale.setdefault("source", recorded["source"] if mode == "recorded" else mode)
-    cmp["prediction_scale"] = scale
-    write_json(out / "comparison_metrics.json", cmp)
-    rec.add_artifact("comparison_metrics.json")
-    rec.set_block("prediction_scale", scale)
-
-    factor = float(scale["value"]) if scale.get("applied") and scale.get("value") else 1.0
-    cov = pred.covered
-    # Saved images hold values on the covered region only (0 elsewhere), scaled or not.
-    amp_unscaled = np.where(cov, pred.amplitude, 0).astype(np.float32)
-    amp_scaled = amp_unscaled * np.float32(factor)
-    vmax = cfg.evaluation.amp_vmax or float(np.abs(truth).max())
-    arts = []
-    arts += [f"{INFERENCE_OUTPUTS}/{p}" for p in save_image(
-        inf, "amplitude", amp_scaled, f"predicted amplitude (x{factor:.4g})",
-        vmin=0, vmax=vmax, units="object amplitude")]
-    write_npy_rel = save_image(inf, "amplitude_unscaled", amp_unscaled, "predicted amplitude "
-                               "(unscaled)", vmin=0, vmax=vmax, units="object amplitude")
-    arts += [f"{INFERENCE_OUTPUTS}/{p}" for p in write_npy_rel]
-    arts += [f"{INFERENCE_OUTPUTS}/{p}" for p in save_image(
-        inf, "phase", np.where(cov, pred.phase, 0), "predicted phase", cmap="twilight",
-        vmin=-np.pi, vmax=np.pi, units="rad")]
-    offset = float(cmp.get("phase_offset_removed_rad") or 0.0)
-    amp_diff = np.where(cov, amp_scaled - np.abs(truth), 0).astype(np.float32)
-    phase_diff = np.where(cov, wrap_phase(pred.phase - offset - np.angle(truth)), 0).astype(np.float32)
-    dmax = float(np.abs(amp_diff).max()) or 1.0
-    arts += save_image(out, "ground_truth_amp", np.abs(truth), "ground truth amplitude", vmin=0,
-                       vmax=vmax, units="object amplitude")
-    arts += save_image(out, "ground_truth_phase", np.angle(truth), "ground truth phase",
-                       cmap="twilight", vmin=-np.pi, vmax=np.pi, units="rad")
-    arts += save_image(out, "amplitude_diff", amp_diff, "amplitude: prediction - truth (covered)",
-                       cmap="RdBu_r", vmin=-dmax, vmax=dmax, units="object amplitude")
-    arts += save_image(out, "phase_diff", phase_diff, "phase: prediction - truth (wrapped, offset "
-                       "removed)", cmap="RdBu_r", vmin=-np.pi, vmax=np.pi, units="rad")
-    write_npy(inf / "coverage_weight.npy", pred.weight.astype(np.float32))
-    write_npy(inf / "evaluation_region.npy", region.astype(np.float32))
-    arts += [f"{INFERENCE_OUTPUTS}/coverage_weight.npy", f"{INFERENCE_OUTPUTS}/evaluation_region.npy"]
-    write_json(inf / "prediction_scale.json", scale)
-    stats = {
-        "amplitude": _simple_stats(amp_scaled[cov]), "phase": _simple_stats(pred.phase[cov]),
-        "offsets": {"axis_max_abs": pred.offsets_axis_max_abs, "max_abs": pred.offsets_max_abs,
-                    "units": "pixels from group centre"},
-        "canvas": {"padded_size": list(pred.padded_shape), "required_canvas": list(truth.shape),
-                   "fits_canvas": bool(pred.fits_canvas), "frame": "object frame (positions in "
-                   "object pixels, no recentring)"},
-        "coverage_fraction": float(cov.mean()), "prediction_scale": scale,
-    }
-    write_json(inf / "stats.json", stats)
-    for a in arts + [f"{INFERENCE_OUTPUTS}/stats.json", f"{INFERENCE_OUTPUTS}/prediction_scale.json"]:
+    outputs = evaluate_and_write(model, pred, ds, cfg.evaluation, out, out / INFERENCE_OUTPUTS)
+    cmp = outputs.comparison
+    for a in outputs.artifacts:
         rec.add_artifact(a)
+    rec.set_block("prediction_scale", cmp.prediction_scale.dump())
+    region = outputs.region
     rec.add_intensity_stage("inference_prediction", "stitched amplitude on the evaluation region, "
-                            "before any prediction scale", amp_unscaled[region],
+                            "before any prediction scale", outputs.amplitude_unscaled[region],
                             {"count": pred.patterns_used, "gridsize": cfg.simulation.gridsize,
                              "group_limit": cfg.inference.group_limit, "domain": "object_amplitude"})
     rec.add_intensity_stage("ground_truth_amp", "ground truth amplitude on the evaluation region",
-                            np.abs(truth)[region].astype(np.float32),
+                            np.abs(ds.obj)[region].astype(np.float32),
                             {"count": int(region.sum()), "gridsize": None, "group_limit": None,
                              "domain": "object_amplitude"})
-    summary = {k: cmp[k] for k in ("amplitude", "phase") if k in cmp}
-    rec.set_block("comparison", {
-        "metrics_path": "comparison_metrics.json",
-        "amplitude": _headline(cmp.get("amplitude")), "phase": _headline(cmp.get("phase")),
-        "full_canvas": cmp.get("full_canvas"), "registration": cmp.get("registration"),
-        "coverage_fraction": float(cov.mean()), "evaluation_region": cmp.get("evaluation_region")})
-    a = summary.get("amplitude") or {}
-    log(f"compare: amplitude pearson {a.get('pearson_r')}, ssim {a.get('ssim')}, bias mean "
-        f"{(a.get('bias_summary') or {}).get('mean')}; least-squares scale "
-        f"{(scale.get('least_squares') or {}).get('value')}")
+    rec.set_block("comparison", cmp.headline(coverage_fraction=float(pred.covered.mean())).dump())
+    a, ls = cmp.amplitude, cmp.prediction_scale.least_squares
+    log(f"compare: amplitude pearson {format_value(a.pearson_r)}, ssim {format_value(a.ssim)}, "
+        f"bias mean {format_value(a.bias_summary.mean if a.bias_summary else None)}; "
+        f"least-squares scale {format_value(ls.value if ls else None)}")
     return cmp
-
-
-def _headline(ch: dict | None) -> dict | None:
-    if not ch:
-        return None
-    keys = ("count", "coverage_fraction", "mae", "rmse", "max_abs", "pearson_r", "ssim", "psnr",
-            "bias_summary", "registration", "output_range_check")
-    out = {k: ch.get(k) for k in keys}
-    frc = ch.get("frc") or {}
-    out["frc"] = {"half_bit_resolution": frc.get("half_bit_resolution"), "frc50": frc.get("frc50")}
-    return out
-
-
-def _simple_stats(a: np.ndarray) -> dict:
-    a = np.asarray(a, dtype=np.float64)
-    fin = a[np.isfinite(a)]
-    if fin.size == 0:
-        return {"min": None, "max": None, "mean": None, "std": None,
-                "nan_count": int(np.isnan(a).sum())}
-    return {"min": float(fin.min()), "max": float(fin.max()), "mean": float(fin.mean()),
-            "std": float(fin.std()), "nan_count": int(np.isnan(a).sum())}
-
-
-def _recorded_scale(model) -> dict:
-    """The amplitude scale the model itself records: 1 under the counts contract (the physics fixes
-    the object's units); the legacy contract's outputs are in object units too."""
-    return {"value": 1.0, "source": f"checkpoint contract '{model.contract.value}': output in "
-                                    "object units"}
-
-
-def _activation_bound(model) -> float | None:
-    bound = getattr(model.net, "amplitude_bound", None)
-    return None if bound is None else float(bound)
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,33 +352,28 @@ def run_scenario(req: RunRequest) -> dict[str, Any]:
 
 
 def _fmt(x, digits: int = 4) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
+    return format_value(x, digits=digits, thousands=False)
 
 
-def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: dict, result) -> None:
+def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: ComparisonRecord, result) -> None:
     name = req.config.scenario
     out = req.output_dir
-    a, p = cmp.get("amplitude") or {}, cmp.get("phase") or {}
-    scale = cmp.get("prediction_scale") or {}
+    scale = cmp.prediction_scale
     lvt = rec.get_block("label_vs_truth_analysis") or {}
     lines = [f"# {name}: comparison summary", "",
              "Covered region of the test split, object frame; metrics from comparison_metrics.json.",
-             "", "| channel | pearson_r | ssim | mae | rmse | bias mean | bias median | FRC 1/2-bit (px) |",
+             "", "| channel | pearson_r | ssim | mae | rmse | bias mean | bias median | FRC 1/2-bit |",
              "|---|---|---|---|---|---|---|---|"]
-    for label, ch in (("amplitude", a), ("phase (rad)", p)):
-        b = ch.get("bias_summary") or {}
-        lines.append(f"| {label} | {_fmt(ch.get('pearson_r'))} | {_fmt(ch.get('ssim'))} | "
-                     f"{_fmt(ch.get('mae'))} | {_fmt(ch.get('rmse'))} | {_fmt(b.get('mean'))} | "
-                     f"{_fmt(b.get('median'))} | {_fmt((ch.get('frc') or {}).get('half_bit_resolution'))} |")
-    ls = scale.get("least_squares") or {}
-    lines += ["", f"- coverage fraction: {_fmt(cmp.get('coverage_fraction'))}",
-              f"- prediction scale: mode {scale.get('mode')}, value {_fmt(scale.get('value'))}, "
-              f"applied {scale.get('applied')}; least-squares scale {_fmt(ls.get('value'))}",
-              f"- registration shift (px, y/x): {(cmp.get('registration') or {}).get('shift_px')}",
+    for label, ch in (("amplitude", cmp.amplitude), ("phase (rad)", cmp.phase)):
+        b = ch.bias_summary
+        lines.append(f"| {label} | {_fmt(ch.pearson_r)} | {_fmt(ch.ssim)} | {_fmt(ch.mae)} | "
+                     f"{_fmt(ch.rmse)} | {_fmt(b.mean if b else None)} | "
+                     f"{_fmt(b.median if b else None)} | {format_resolution(ch.frc)} |")
+    ls = scale.least_squares
+    lines += ["", f"- coverage fraction: {_fmt(cmp.coverage_fraction)}",
+              f"- prediction scale: mode {scale.mode}, value {_fmt(scale.value)}, "
+              f"applied {scale.applied}; least-squares scale {_fmt(ls.value if ls else None)}",
+              f"- registration shift (px, y/x): {cmp.registration.shift_px}",
               f"- labels vs truth: {lvt.get('verdict')}", ""]
     write_text(out / f"{name}_comparison_summary.md", "\n".join(lines))
     rec.add_artifact(f"{name}_comparison_summary.md")

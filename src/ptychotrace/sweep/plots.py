@@ -125,26 +125,6 @@ def plot_time(summary: dict, out_dir: Path) -> str:
     return _save(fig, Path(out_dir) / TIME_PNG)
 
 
-def plot_reconstruction(amplitude: np.ndarray, phase: np.ndarray, path: Path, title: str, *,
-                        amp_vmax: float | None = None) -> str:
-    """Amplitude | phase side by side with colour bars (a baseline's reconstruction)."""
-    fig, (a, b) = _figure(2)
-    fig.set_size_inches(8.8, 4.2)
-    fig.subplots_adjust(left=0.08, right=0.92, bottom=0.1, top=0.86, wspace=0.45)
-    for ax, img, name, kw, units in (
-            (a, amplitude, "amplitude", {"cmap": "viridis", "vmin": 0, "vmax": amp_vmax},
-             "object amplitude"),
-            (b, phase, "phase", {"cmap": "twilight", "vmin": -np.pi, "vmax": np.pi}, "rad")):
-        im = ax.imshow(img, interpolation="nearest", **kw)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("x (object pixels)", fontsize=8)
-        ax.set_ylabel("y (object pixels)", fontsize=8)
-        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        bar.set_label(units, fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    return _save(fig, Path(path))
-
-
 def plot_all(summary: dict, out_dir: Path) -> list[str]:
     """Write the three figures into out_dir; return their file names."""
     return [plot_quality(summary, out_dir), plot_bias(summary, out_dir),
@@ -152,4 +132,4 @@ def plot_all(summary: dict, out_dir: Path) -> list[str]:
 
 
 __all__ = ["BIAS_PNG", "QUALITY_PNG", "TIME_PNG", "plot_all", "plot_bias", "plot_quality",
-           "plot_reconstruction", "plot_time"]
+           "plot_time"]

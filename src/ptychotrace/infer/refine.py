@@ -1,0 +1,201 @@
+"""Physics-consistent refinement of the stitched object on the test data, stopped by a photon
+hold-out (see :func:`refine_object`). Defaults are InferenceConfig's (defined once there)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import InferenceConfig
+from ..model.losses import poisson_nll
+from ..physics.forward import expected_counts, extract_patches, pad_canvas, required_pad
+from ..physics.holdout import choose_smoothing, holdout_reason, smooth_canvas, split_photons
+
+_DEFAULTS = InferenceConfig.model_fields
+#: Refinement defaults: InferenceConfig.refine_holdout / refine_patience / refine_backoffs.
+REFINE_HOLDOUT = _DEFAULTS["refine_holdout"].default
+REFINE_PATIENCE = _DEFAULTS["refine_patience"].default
+REFINE_BACKOFFS = _DEFAULTS["refine_backoffs"].default
+#: Step-size factor of a back-off (see refine_object).
+REFINE_BACKOFF_FACTOR = 0.25
+
+# --------------------------------------------------------------------------------------------
+# Physics-consistent refinement of the stitched object on the test data
+# --------------------------------------------------------------------------------------------
+def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tensor,
+                  counts: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
+                  mean_counts: float, fill: float, steps: int, lr: float,
+                  batch_size: int = 256, *, holdout: float = REFINE_HOLDOUT,
+                  patience: int | None = REFINE_PATIENCE, seed: int = 0,
+                  refit: bool = True, smooth: bool = True,
+                  backoffs: int = REFINE_BACKOFFS) -> tuple[np.ndarray, dict[str, Any]]:
+    """At most ``steps`` Adam steps of the training Poisson NLL w.r.t. the object canvas (H, W)
+    complex, starting from the stitched PINN output (uncovered pixels start at ``fill``). Uses the
+    same extractor and forward model as training; ``lr`` is relative to ``fill`` (the amp scale).
+
+    Photon hold-out (``holdout`` > 0, integer counts): a fraction ``holdout`` of every pixel's
+    photons is split off by binomial thinning (:mod:`ptychotrace.physics.holdout`, the baseline's
+    code); the steps fit the rest (probe scaled by ``sqrt(1 - holdout)``) and the held-out photons'
+    Poisson deviance is scored at every iterate 0..K from the same forward pass:
+
+    1. early stopping: the iterate with the lowest held-out deviance is kept (0 steps = the
+       network's object). After ``patience`` steps without improvement (None = never) the
+       refinement backs off: it returns to that iterate and goes on with a step
+       REFINE_BACKOFF_FACTOR times smaller (fresh Adam moments), at most ``backoffs`` times, then
+       stops. At high dose the deviance keeps falling and nothing changes; at low dose the first
+       steps overshoot into shot noise after a few iterations and the smaller steps go on from
+       the best point (measured in docs/benchmarks.md);
+    2. ``smooth``: a Gaussian low-pass of that iterate, its width chosen from
+       ``holdout.SMOOTH_SIGMAS_PX`` by the same held-out deviance (0 = none). Shot noise that the fit
+       absorbed raises the held-out deviance and a low-pass removes it, while at high dose any
+       blur costs far more than it removes, so the width follows the dose from the data alone;
+    3. ``refit``: the steps that led to the kept iterate (each segment at its own step size) are
+       redone from the same start on *all* photons and the chosen low-pass applied to that, so
+       the hold-out costs no photons (twice the refinement time).
+
+    ``holdout`` = 0, or non-integer counts (recorded in ``holdout_note``), gives exactly the plain
+    ``steps`` steps on all photons (the behaviour before the hold-out existed): no early stop, no
+    low-pass. ``seed`` drives the thinning only."""
+    n = counts.shape[-1]
+    pad = required_pad(n)
+    counts = np.ascontiguousarray(counts, dtype=np.float32)
+    reason = holdout_reason(counts, holdout)
+    start = np.where(covered_init, init, np.complex64(fill)).astype(np.complex64)
+    xs = torch.as_tensor(xcoords + pad)
+    ys = torch.as_tensor(ycoords + pad)
+    all_counts = torch.as_tensor(counts)
+    if reason is None:
+        fit_np, held_np = split_photons(counts, holdout, seed)
+        fit, held = torch.as_tensor(fit_np), torch.as_tensor(held_np)
+        fit_probe = probe * math.sqrt(1.0 - holdout)
+        fit_mean = mean_counts * (1.0 - holdout)
+        ratio = holdout / (1.0 - holdout)         # E[held-out] / E[fitted]
+    else:
+        fit, held, fit_probe, fit_mean, ratio = all_counts, None, probe, mean_counts, 0.0
+    n_pix = float(counts.size)
+
+    def new_param():
+        canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
+        return torch.nn.Parameter(torch.view_as_real(canvas).clone())
+
+    def one_pass(param, cts, p, mc, grad, score):
+        """Fit loss over all patterns at the current object (its gradient accumulated into
+        param when grad) and the held-out deviance per detector pixel (when score)."""
+        total, held_sum = 0.0, 0.0
+        for s in range(0, len(xs), batch_size):
+            sl = slice(s, s + batch_size)
+            with torch.set_grad_enabled(grad):
+                lam = expected_counts(p, extract_patches(torch.view_as_complex(param),
+                                                         xs[sl], ys[sl], n))
+                loss = poisson_nll(lam, cts[sl], mc).sum() / len(xs)
+                if grad:
+                    loss.backward()
+            total += float(loss.detach())
+            if score:
+                held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0).sum())
+        return total, held_sum / n_pix
+
+    def replay(path, cts, p, mc):
+        """The object after the given segments [(steps, Adam lr)] from the start, on cts, and the
+        fit loss before each step."""
+        param = new_param()
+        losses = []
+        for n_steps, seg_lr in path:
+            opt = torch.optim.Adam([param], lr=seg_lr)
+            for _ in range(n_steps):
+                opt.zero_grad(set_to_none=True)
+                losses.append(one_pass(param, cts, p, mc, True, False)[0])
+                opt.step()
+        return torch.view_as_complex(param.detach()), losses
+
+    def fit_with_holdout(max_steps):
+        """Adam steps on the fitted photons, scored on the held-out ones, with early stopping
+        and back-offs. Returns (best object, its path, held-out history, fit losses, stop
+        reason, back-offs used)."""
+        param = new_param()
+        seg_lr = lr * fill
+        opt = torch.optim.Adam([param], lr=seg_lr)
+        losses: list[float] = []
+        held_hist: list[float] = []
+        done_path: list[tuple[int, float]] = []     # finished segments of the current path
+        seg_steps, taken, used = 0, 0, 0
+        best, best_path, best_held = None, [], math.inf
+        last_event = 0                               # pass index of the last improvement/back-off
+        stop = "steps"
+        while True:
+            can_step = taken < max_steps
+            opt.zero_grad(set_to_none=True)
+            total, held_dev = one_pass(param, fit, fit_probe, fit_mean, can_step, True)
+            held_hist.append(held_dev)
+            if held_dev < best_held:
+                best_held, last_event = held_dev, len(held_hist) - 1
+                best = param.detach().clone()
+                best_path = done_path + ([(seg_steps, seg_lr)] if seg_steps else [])
+            if not can_step:
+                break
+            if patience is not None and len(held_hist) - 1 - last_event >= patience:
+                if used >= backoffs:
+                    stop = f"hold-out deviance did not improve for {patience} steps"
+                    break
+                used += 1                            # back off: return to the best iterate
+                with torch.no_grad():
+                    param.copy_(best)
+                seg_lr *= REFINE_BACKOFF_FACTOR
+                opt = torch.optim.Adam([param], lr=seg_lr)
+                done_path, seg_steps = list(best_path), 0
+                last_event = len(held_hist) - 1
+                continue
+            losses.append(total)                     # fit loss before the step
+            opt.step()
+            seg_steps += 1
+            taken += 1
+        if best is None:                             # non-finite deviance from the start
+            best = param.detach().clone()
+        return torch.view_as_complex(best), best_path, held_hist, losses, stop, used
+
+
+    def held_deviance(canvas):
+        """Mean Poisson half-deviance of the held-out photons per detector pixel at canvas."""
+        return one_pass(torch.view_as_real(canvas), fit, fit_probe, fit_mean, False, True)[1]
+
+    scored = held is not None
+    sigma, smooth_scores = 0.0, []
+    if scored:
+        final, path, held_hist, losses, stop, used = fit_with_holdout(int(steps))
+        if smooth:
+            sigma, smooth_scores = choose_smoothing(final, held_deviance)
+    else:                                      # plain steps on all photons (no hold-out)
+        path = [(int(steps), lr * fill)]
+        final, losses = replay(path, all_counts, probe, mean_counts)
+        held_hist, stop, used = [], "steps", 0
+    best_k = sum(k for k, _ in path)
+    refit_steps = 0
+    if scored and refit and best_k > 0:
+        final, _ = replay(path, all_counts, probe, mean_counts)
+        refit_steps = best_k
+    final = smooth_canvas(final, sigma)
+    h, w = init.shape
+    out = final[pad:pad + h, pad:pad + w].numpy().copy()
+    record: dict[str, Any] = {
+        "applied": True, "max_steps": int(steps), "lr_relative": lr, "steps": len(losses),
+        "best_step": int(best_k), "stop_reason": stop,
+        "nll_first": losses[0] if losses else None, "nll_last": losses[-1] if losses else None,
+        "holdout": float(holdout) if scored else 0.0, "holdout_note": reason,
+        "holdout_seed": int(seed) if scored else None,
+        "patience": patience if scored else None,
+        "backoffs_used": int(used), "backoffs_max": int(backoffs) if scored else 0,
+        "best_path": [[int(k), float(step / fill)] for k, step in path],
+        "best_path_units": "[steps, Adam step relative to the amplitude scale] per segment",
+        "holdout_history_len": len(held_hist), "holdout_history": held_hist,
+        "holdout_units": "mean Poisson half-deviance of the held-out photons per detector pixel"
+                         if scored else None,
+        "refit_steps": refit_steps,
+        "smooth_sigma_px": float(sigma),
+        "smooth_scores": [[float(a), float(b)] for a, b in smooth_scores],
+        "smooth_note": None if scored and smooth else
+        ("disabled (smooth=False)" if scored else "needs the hold-out"),
+    }
+    return out, record
