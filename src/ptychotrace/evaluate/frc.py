@@ -59,7 +59,8 @@ def _first_crossing(freq: np.ndarray, values: np.ndarray, threshold: np.ndarray)
 
 
 def fourier_ring_correlation(a, b, mask=None, window: str | None = "tukey") -> dict:
-    """FRC of two (H, W) real or complex images of the same shape.
+    """(Long by choice: one FRC computation in order; a third is the docstring.)
+    FRC of two (H, W) real or complex images of the same shape.
 
     mask: optional (H, W) bool region (e.g. the scan coverage). Both images are cut to the mask's
       bounding box (the FRC needs a rectangle; the box is the smallest one holding the region) and

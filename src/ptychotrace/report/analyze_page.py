@@ -22,6 +22,7 @@ from .sweep_page import _png_figures
 # analyze directory (bias_summary.json of the analyzer)
 # --------------------------------------------------------------------------------------------
 def _analyze_document(d: _Dir) -> Document:
+    """The analyze page (long by choice: one page, its sections in order)."""
     bs = d.required("bias_summary.json")
     scen = bs.get("scenarios") if isinstance(bs.get("scenarios"), Mapping) else {}
     ov = bs.get("overview") if isinstance(bs.get("overview"), Mapping) else {}

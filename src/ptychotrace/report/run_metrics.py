@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..format import format_resolution
 from ..telemetry.scale_chain import RATIO_DEFS
 from ..telemetry.stats import dig as _dig
 from .common import (
@@ -166,8 +167,8 @@ def _metric_rows() -> list[tuple[str, Any]]:
         return fmt(p, "dB")
 
     def frc(key: str):
-        return lambda b, unit: _with_note(b["frc"], key, "px") if isinstance(b.get("frc"), Mapping) \
-            else "n/a"
+        return lambda b, unit: format_resolution(b["frc"], key) \
+            if isinstance(b.get("frc"), Mapping) else "n/a (no FRC block)"
 
     def nested(*keys: str):
         return lambda b, unit: fmt(_dig(b, *keys), unit)
@@ -282,9 +283,9 @@ def _frc_section(cmp: Any, why: str | None) -> Section:
         box = f.get("shape")
         notes = "; ".join(str(f[k]) for k in ("half_bit_resolution_note", "frc50_note", "note")
                           if f.get(k))
-        rows.append([ch, _with_note(f, "half_bit_resolution", "px"),
+        rows.append([ch, format_resolution(f, "half_bit_resolution"),
                      fmt(f.get("half_bit_crossing_frequency"), "cycles/px"),
-                     _with_note(f, "frc50", "px"), fmt(f.get("frc50_crossing_frequency"), "cycles/px"),
+                     format_resolution(f, "frc50"), fmt(f.get("frc50_crossing_frequency"), "cycles/px"),
                      f"{fmt(f.get('window'))}, box {_shape(box)}", notes or "-"])
     blocks.append(Table(["channel", "1/2-bit resolution", "1/2-bit crossing", "FRC 0.5 resolution",
                          "0.5 crossing", "window, region", "notes"], rows,

@@ -13,7 +13,8 @@ from .worker import _now
 
 
 def build_summary(plan: SweepPlan, ctx: dict, final: bool = True) -> dict:
-    """Assemble sweep_summary.json from what is on disk plus this invocation's results."""
+    """(Long by choice: assembles one record field by field, in its order.)
+    Assemble sweep_summary.json from what is on disk plus this invocation's results."""
     results, states = ctx["results"], ctx["states"]
     failed = list(ctx["failed"])
     methods = ["pinn", "baseline"] if plan.baseline.enabled else ["pinn"]
