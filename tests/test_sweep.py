@@ -352,4 +352,8 @@ def test_baseline_smoothing_is_part_of_the_baseline_signature():
     assert BaselineOptions(enabled=True, smooth=True).signature()["smooth"] is True
     args = build_parser().parse_args(["sweep", "--scenario", "gs1_ideal", "--nphotons", "1e4",
                                       "--output-dir", "x", "--with-baseline", "--baseline-smooth"])
-    assert args.baseline_smooth is True
+    from ptychotrace.commands.sweep import plan_from_args
+
+    plan = plan_from_args(args)
+    assert plan.baseline.smooth is True and plan.baseline.signature()["smooth"] is True
+    assert plan.points[0].request.config.baseline.smooth is True   # recorded in the config
