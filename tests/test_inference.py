@@ -136,9 +136,12 @@ def test_train_and_infer_commands(tmp_path):
     data = save_dataset(tmp_path / "d.npz", ds)
     run = tmp_path / "run"
     assert main(["train", "--data", str(data), "--output-dir", str(run), "--nepochs", "1",
-                 "--batch-size", "8", "--no-progress", "--device", "cpu"]) == 0
+                 "--batch-size", "8", "--no-progress", "--device", "cpu",
+                 "--time-limit", "1000"]) == 0
     assert (run / "train_outputs" / "checkpoints" / "best.pt").is_file()
-    assert json.loads((run / "train_outputs" / "config.json").read_text())["training"]["nepochs"] == 1
+    saved = json.loads((run / "train_outputs" / "config.json").read_text())["training"]
+    assert saved["nepochs"] == 1
+    assert saved["time_limit_s"] == 1000   # what changes a result is in the saved config
     # refuses to overwrite a trained model
     assert main(["train", "--data", str(data), "--output-dir", str(run), "--no-progress"]) == 2
     inf = tmp_path / "inf"

@@ -16,6 +16,7 @@ TRAIN_FLAGS = {
     "contract": "training.contract", "validation_fraction": "training.validation_fraction",
     "early_stopping_patience": "training.early_stopping_patience",
     "object_support": "training.object_support",
+    "time_limit": "training.time_limit_s",   # changes the result: recorded in the saved config
 }
 
 
