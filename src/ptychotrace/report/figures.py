@@ -148,7 +148,8 @@ def comparison_png(rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray,
     """
     if not rows:
         return None
-    width, height = 10.6, 3.1 * len(rows) + 0.4
+    pitch = 3.95                                   # inches per column: image, bar, its label
+    width, height = 0.65 + 3 * pitch, 3.1 * len(rows) + 0.4
     fig = _figure(width, height)
     for r, (kind, truth, pred, diff, unit) in enumerate(rows):
         t, p, d = (_prepared(x, mask) for x in (truth, pred, diff))
@@ -166,7 +167,7 @@ def comparison_png(rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray,
                                                  (p, "prediction", kind, limits),
                                                  (d, "prediction - truth", "difference",
                                                   (-dh, dh)))):
-            left = (0.6 + c * 3.5) / width
+            left = (0.6 + c * pitch) / width
             ax = fig.add_axes((left, top - 2.55 / height, 2.45 / width, 2.4 / height))
             cax = fig.add_axes((left + 2.55 / width, top - 2.55 / height, 0.1 / width,
                                 2.4 / height))
@@ -301,7 +302,7 @@ def frc_png(channels: Mapping[str, Mapping[str, Any] | None]) -> bytes | None:
     fig = _figure(width, 3.4)
     axes = fig.subplots(1, len(usable), squeeze=False,
                         gridspec_kw={"left": 0.55 / width, "right": 1 - 0.15 / width,
-                                     "bottom": 0.14, "top": 0.91, "wspace": 0.22}).ravel()
+                                     "bottom": 0.14, "top": 0.85, "wspace": 0.22}).ravel()
     for ax, (ch, (blk, (f, v, t))) in zip(axes, usable.items(), strict=True):
         ax.plot(f, v, color="#1f5fbf", linewidth=1.6, label="FRC")
         ax.plot(f, t, color="#d9822b", linestyle="--", linewidth=1.2, label="1/2-bit threshold")
@@ -316,10 +317,12 @@ def frc_png(channels: Mapping[str, Mapping[str, Any] | None]) -> bytes | None:
         low = float(np.nanmin(v)) if np.isfinite(v).any() else 0.0
         ax.set_ylim(min(-0.05, low - 0.05), 1.05)
         ax.set_xlim(0, max(0.5, float(np.nanmax(f))))
-        ax.set_title(f"{ch} FRC", fontsize=10)
+        from ..format import format_resolution
+
+        ax.set_title(f"{ch} FRC\n1/2-bit resolution: {format_resolution(blk)}", fontsize=9)
         ax.set_xlabel("spatial frequency (cycles/pixel)", fontsize=8)
         ax.set_ylabel("FRC", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="lower left")
     return _png(fig)
