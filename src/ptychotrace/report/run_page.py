@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..physics.stitching import COVERAGE_MIN_WEIGHT
 from ..telemetry.stats import dig as _dig
 from .common import (
     AMP_UNIT,
@@ -205,6 +206,9 @@ def _provenance_block(prov: Any) -> KeyValues | Para:
 def _images_section(d: _Dir) -> Section:
     units = {"amplitude": AMP_UNIT, "phase": PHASE_UNIT}
     cells: list[list] = []
+    # pixels without a value (uncovered) are drawn as "no value", never as 0
+    weight = d.npy("inference_outputs/coverage_weight.npy")
+    covered = None if weight is None else weight >= COVERAGE_MIN_WEIGHT
     for channel in ("amplitude", "phase"):
         row: list = []
         truth_arr = d.npy(IMAGE_FILES[(channel, "truth")][1])
@@ -226,7 +230,10 @@ def _images_section(d: _Dir) -> Section:
                 continue
             kind = "difference" if role == "difference" else channel
             unit = units[channel] if role != "difference" else f"pred - truth ({units[channel]})"
-            rendered = image_png(arr, title, kind, unit, None if role == "difference" else limits)
+            mask = covered if role != "truth" and covered is not None \
+                and covered.shape == arr.shape else None
+            rendered = image_png(arr, title, kind, unit, None if role == "difference" else limits,
+                                 mask=mask)
             if rendered is None:
                 row.append(_missing(f"not available ({npy_rel} has no finite pixel)"))
                 continue
