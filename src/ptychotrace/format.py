@@ -45,7 +45,7 @@ def _get(block: Any, key: str) -> Any:
     return getattr(block, key, None)
 
 
-def format_resolution(frc: Any, key: str = "half_bit_resolution", digits: int = 3) -> str:
+def format_resolution(frc: Any, key: str = "half_bit_resolution", digits: int = 4) -> str:
     """An FRC resolution in pixels from an FRC block (dict or records.comparison.Frc).
 
     Never crossed -> "at least Nyquist (2 px): threshold not crossed"; undefined -> "undefined

@@ -102,10 +102,11 @@ def build_summary(plan: SweepPlan, ctx: dict, final: bool = True) -> dict:
 # Writing
 # --------------------------------------------------------------------------------------------
 def _fmt(mean: float | None, std: float | None, digits: int = 4) -> str:
-    if mean is None:
-        return "n/a"
-    s = f"{mean:.{digits}g}"
-    return s if std is None else f"{s} ± {std:.2g}"
+    """mean ± std with the one number formatter (ptychotrace.format)."""
+    from ..format import format_value
+
+    s = format_value(mean, digits=digits, thousands=False)
+    return s if std is None or mean is None else f"{s} ± {format_value(std, digits=2)}"
 
 
 MD_COLUMNS = (("amplitude_ssim", "amp SSIM"), ("amplitude_pearson_r", "amp Pearson"),
