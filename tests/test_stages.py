@@ -65,3 +65,25 @@ def test_baseline_command_and_sweep_stage_report_identical_comparisons(tmp_path,
     assert a == b
     meta = BaselineMetadata.read(cmd / "baseline_metadata.json")
     assert meta.finished_ok and meta.comparison.amplitude.ssim == a["amplitude"]["ssim"]
+
+
+def test_every_config_field_has_a_flag_and_bounds_are_checked_at_the_flag(capsys):
+    from ptychotrace.cli import build_parser
+    from ptychotrace.commands.flags import FLAG_MAP_ATTR, _fields
+    from ptychotrace.commands.run import RUN_SECTIONS
+    from ptychotrace.config import RunConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["run", "--scenario", "gs1_ideal", "--output-dir", "x"])
+    mapped = set(getattr(args, FLAG_MAP_ATTR).values())
+    for section in RUN_SECTIONS:
+        model = RunConfig.model_fields[section].annotation
+        for path, _, _ in _fields(model, section, ""):
+            assert path in mapped, path          # a field added to config.py gets its flag
+    sweep = parser.parse_args(["sweep", "--scenario", "gs1_ideal", "--nphotons", "1e3",
+                               "--output-dir", "x", "--with-baseline", "--baseline-holdout", "0"])
+    assert sweep.cfg__baseline__holdout == 0.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--scenario", "gs1_ideal", "--output-dir", "x",
+                           "--refine-holdout", "1.5"])
+    assert "--refine-holdout: must be < 1" in capsys.readouterr().err

@@ -39,7 +39,32 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _kwargs(annotation: Any) -> dict[str, Any] | None:
+def _checked(kind: type, metadata: list) -> Any:
+    """An argparse type that converts with ``kind`` and enforces the field's bounds
+    (annotated_types Gt/Ge/Lt/Le), so a bad value is refused at the flag, naming the bound."""
+    import annotated_types as at
+
+    bounds = [(getattr(m, attr), op, sym) for m in metadata for cls, attr, op, sym in (
+        (at.Gt, "gt", lambda v, b: v > b, ">"), (at.Ge, "ge", lambda v, b: v >= b, ">="),
+        (at.Lt, "lt", lambda v, b: v < b, "<"), (at.Le, "le", lambda v, b: v <= b, "<="))
+        if isinstance(m, cls)]
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        for bound, op, sym in bounds:
+            if not op(value, bound):
+                raise argparse.ArgumentTypeError(f"must be {sym} {bound:g}, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__      # argparse names the type in its messages
+    return convert
+
+
+def _kwargs(annotation: Any, metadata: list | None = None) -> dict[str, Any] | None:
     """argparse keyword arguments for a field type, or None for a nested model."""
     inner, _ = _unwrap(annotation)
     if isinstance(inner, type) and issubclass(inner, BaseModel):
@@ -51,8 +76,10 @@ def _kwargs(annotation: Any) -> dict[str, Any] | None:
         return {"choices": list(values), "type": type(values[0])}
     if isinstance(inner, type) and issubclass(inner, enum.Enum):
         return {"choices": [m.value for m in inner]}
-    if inner in (int, float, str):
-        return {"type": inner}
+    if inner in (int, float):
+        return {"type": _checked(inner, list(metadata or []))}
+    if inner is str:
+        return {"type": str}
     if inner is Path:
         return {"type": str}
     return {"type": str}
@@ -92,7 +119,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: dict[str, str], 
                 flag = "--" + f"{section}-{stem.removeprefix(prefix)}".replace("_", "-")
             if flag in existing or flag in taken:
                 continue
-            kw = _kwargs(info.annotation)
+            kw = _kwargs(info.annotation, info.metadata)
             if kw is None:
                 continue
             dest = "cfg__" + path.replace(".", "__")
@@ -101,7 +128,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: dict[str, str], 
                 default = default.value
             desc = (info.description or "").replace("%", "%%")
             if "action" not in kw and "choices" not in kw:
-                kw["metavar"] = _metavar(kw.get("type"))
+                kw["metavar"] = _metavar(_unwrap(info.annotation)[0])
             group.add_argument(flag, dest=dest, default=None,
                                help=f"{desc}{'; ' if desc else ''}field default {default} [{path}]",
                                **kw)

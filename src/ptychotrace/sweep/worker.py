@@ -137,10 +137,12 @@ def _run_baseline(point: SweepPoint, ds, info: dict, options: BaselineOptions,
     except Exception as exc:  # recorded in baseline_metadata.json, reported by the sweep
         from ..records.baseline import BaselineMetadata
 
-        failed = BaselineMetadata.read(point.baseline_dir / BASELINE_METADATA)
-        status = {"status": "failed", "stage": failed.failed_stage,
-                  "error": f"{type(exc).__name__}: {exc}"}
-        seconds = failed.elapsed_seconds
+        try:
+            failed = BaselineMetadata.read(point.baseline_dir / BASELINE_METADATA)
+            stage, seconds = failed.failed_stage, failed.elapsed_seconds
+        except ValueError:   # failed before its metadata could be written
+            stage, seconds = "prepare", None
+        status = {"status": "failed", "stage": stage, "error": f"{type(exc).__name__}: {exc}"}
     if progress:
         print(f"[{point.name}] baseline {status['status']} in {seconds or 0:.1f} s", flush=True)
     return status
