@@ -75,7 +75,8 @@ def run_one(scenario: str, variant: str, seed: int, args, ds, workdir: Path, log
             "training.lr_schedule": args.lr_schedule,
             "simulation.base_total_images": args.base_total_images,
             "grouping.group_count": args.group_count,
-            "training.early_stopping_patience": args.early_stopping}
+            "training.early_stopping_patience": args.early_stopping,
+            "training.time_limit_s": args.time_limit}
     if args.lr is not None:
         over["training.lr"] = args.lr
     cfg, _, _ = resolve_scenario(scenario, over)
@@ -127,7 +128,9 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--lr-schedule", default="plateau", choices=["plateau", "cosine"])
-    ap.add_argument("--early-stopping", type=int, default=None)
+    ap.add_argument("--early-stopping", type=int, default=None,
+                    help="patience in epochs on the validation loss (Poisson deviance)")
+    ap.add_argument("--time-limit", type=float, default=None, help="training wall seconds per run")
     ap.add_argument("--stages", nargs="+", type=int, default=[2, 5, 10])
     ap.add_argument("--no-refine", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
