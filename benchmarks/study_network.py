@@ -32,7 +32,7 @@ from _machine import describe_machine  # noqa: E402
 from bench_pinn import score  # noqa: E402
 from ptychotrace.config import resolve_scenario  # noqa: E402
 from ptychotrace.infer.predict import predict  # noqa: E402
-from ptychotrace.model.network import NetworkConfig, network_macs  # noqa: E402
+from ptychotrace.model.network import NetworkConfig, PtychoNet, network_macs  # noqa: E402
 from ptychotrace.simulate import simulate  # noqa: E402
 from ptychotrace.telemetry.writers import write_json  # noqa: E402
 from ptychotrace.train.checkpoint import load_model  # noqa: E402
@@ -117,6 +117,36 @@ def run_one(scenario: str, variant: str, seed: int, args, ds, workdir: Path, log
                         ("loss", "val_loss", "lr", "pred_amp_cv", "epoch_seconds")}}
 
 
+def throughput(variants: list[str], repeats: int = 3, batch: int = 32) -> list[dict]:
+    """Network-only inference patterns/s (forward pass, no physics) and MACs per pattern of each
+    variant at N = 64 and 128, gridsize 1, both object supports. Noisy on a shared machine:
+    compare within one call, and trust the MAC counts for the ratios."""
+    rows = []
+    for variant in variants:
+        over = VARIANTS[variant]
+        kw = {"arch": over.get("training.arch", "plain"), "norm": over.get("training.norm", "none"),
+              "residual": over.get("training.residual", False),
+              "width": over.get("training.width", 1)}
+        for n in (64, 128):
+            for support in ("central", "full"):
+                cfg = NetworkConfig(N=n, amp_ref=1.0, object_support=support, **kw)
+                torch.manual_seed(0)
+                net = PtychoNet(cfg).eval()
+                x = torch.rand(batch, 1, n, n)
+                with torch.no_grad():
+                    net(x)
+                    t0 = time.perf_counter()
+                    for _ in range(repeats):
+                        net(x)
+                    pps = repeats * batch / (time.perf_counter() - t0)
+                rows.append({"variant": variant, "N": n, "object_support": support,
+                             **network_macs(cfg), "inference_patterns_per_second": pps,
+                             "batch": batch, "threads": torch.get_num_threads()})
+                print(f"{variant} N={n} {support}: {rows[-1]['macs_per_pattern'] / 1e6:.0f} "
+                      f"MMAC/pattern, {pps:.1f} patterns/s", flush=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenario", default="gs2_ideal")
@@ -136,9 +166,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="a")
     ap.add_argument("--workdir", default="/tmp/ptychotrace_study_network")
+    ap.add_argument("--throughput", action="store_true", help="only measure network-only "
+                    "inference speed and MACs of --variants (no training)")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.throughput:
+        write_json(Path(args.output), {"machine": {**describe_machine(),
+                                                   "load_average_start": os.getloadavg()},
+                                       "command": " ".join(sys.argv),
+                                       "throughput": throughput(args.variants)})
+        return 0
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
