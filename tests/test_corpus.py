@@ -188,6 +188,6 @@ def test_tiny_corpus_trains_and_its_loss_falls(scen, tmp_path):
     res = train(cfg, tds, tmp_path, progress=False, log=quiet)
     assert res.status == "completed" and not res.nan_detected
     loss = json.loads(Path(res.history_path).read_text())["metrics"]["loss"]
-    # Margin: over corpus seeds 1000-1004 x training seeds 42-44 (and ATEN_CPU_CAPABILITY=default)
-    # the ratio last/first epoch was 0.0X-0.0Y (see the commit); 0.8 leaves a wide gap.
+    # Margin: over corpus seeds 1000-1001 x training seeds 42-43 the ratio last/first epoch was
+    # 0.39-0.56 (measured on this machine); 0.8 leaves a wide gap for other CPUs' code paths.
     assert loss[-1] < 0.8 * loss[0], loss

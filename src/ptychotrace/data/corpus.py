@@ -384,7 +384,8 @@ def build_training_dataset(config: RunConfig, ds: Dataset, cache_dir: str | Path
     meta = {**ds.metadata, "training_set": manifest.summary()}
     out = Dataset(xcoords=xs.astype(np.float64), ycoords=ys.astype(np.float64), counts=counts,
                   probe=ds.probe, obj=mosaic, scan_index=np.arange(total, dtype=np.int64),
-                  split=np.full(total, TRAIN, dtype=np.int8), metadata=meta)
+                  split=np.full(total, TRAIN, dtype=np.int8), metadata=meta,
+                  valid=getattr(ds, "valid", None))     # one detector: its mask applies to all
     groups = config.grouping.requested_groups
     if groups < total:
         log(f"warning: grouping.group_count {groups} < {total} training patterns: only {groups} "
