@@ -71,6 +71,9 @@ def _kwargs(annotation: Any, metadata: list | None = None) -> dict[str, Any] | N
         return None
     if inner is bool:
         return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(inner) is tuple:                 # tuple[X, ...]: one or more values
+        item = _kwargs(typing.get_args(inner)[0]) or {"type": str}
+        return {**item, "nargs": "+"}
     if typing.get_origin(inner) is Literal:
         values = typing.get_args(inner)
         return {"choices": list(values), "type": type(values[0])}

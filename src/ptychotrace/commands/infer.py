@@ -59,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from ..telemetry.writers import write_npy
     from ..train.checkpoint import load_model
     from ..train.distributed import resolve_device
+    from ..train.model_card import check_compatible
 
     model = load_model(args.model, resolve_device(args.device), which=args.checkpoint)
     ds = load_dataset(args.data, measurement_domain=args.measurement_domain)
+    check_compatible(model.checkpoint, ds, data_label=str(args.data))  # refuses before writing
     inf, ev = inference_settings(model.checkpoint, args)
     pred = predict(model, ds, inf)
     out = Path(args.output_dir)

@@ -35,6 +35,12 @@ def add_run_flags(p: argparse.ArgumentParser, with_baseline: bool = False) -> No
     if with_baseline:
         sections["baseline"] = "baseline-"
     add_config_flags(p, sections)
+    # corpus: train's named flags (commands/train.py), the other corpus fields generated
+    from .train import CORPUS_FLAGS, add_corpus_flags
+
+    add_corpus_flags(p)
+    add_config_flags(p, {"corpus": "corpus-"}, exclude=set(CORPUS_FLAGS.values()),
+                     title="corpus (more fields of config section 'corpus')")
 
 
 def add_parser(sub) -> None:
@@ -56,7 +62,11 @@ def request_from_args(args: argparse.Namespace, output_dir: Path, scenario: str 
     from ..scenarios.runner import RunRequest
 
     file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
-    overrides = {**overrides_from_flags(args), **(extra_overrides or {})}
+    from .common import overrides_from
+    from .train import CORPUS_FLAGS
+
+    overrides = {**overrides_from_flags(args), **overrides_from(args, CORPUS_FLAGS),
+                 **(extra_overrides or {})}
     config, profile, warnings = resolve_scenario(scenario or args.scenario, overrides, file_values)
     cli_args = cli_record(args)
     data = Path(args.data) if getattr(args, "data", None) else None

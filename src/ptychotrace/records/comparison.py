@@ -176,6 +176,14 @@ class EvaluationRegion(Block):
     mask_source: str | None = None
 
 
+class NetworkOnly(Block):
+    """The network's stitched object before the refinement, by the same recipe (issue #12)."""
+
+    amplitude: ChannelMetrics
+    phase: ChannelMetrics
+    prediction_scale: PredictionScale
+
+
 class ComparisonRecord(Record):
     """The whole comparison_metrics.json."""
 
@@ -191,6 +199,7 @@ class ComparisonRecord(Record):
     coverage_fraction: float
     canvas_shape: list[int]
     evaluation_region: EvaluationRegion | None = None
+    network_only: NetworkOnly | None = None
 
     def channel(self, name: str) -> ChannelMetrics:
         if name not in ("amplitude", "phase"):

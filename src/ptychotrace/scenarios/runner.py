@@ -18,7 +18,7 @@ from ..config import PredictionScaleSource, RunConfig
 from ..data.container import GroupedData, build_grouped, truth_patches
 from ..data.dataset import Dataset, file_sha256, load_dataset
 from ..format import format_resolution, format_value
-from ..records.comparison import ComparisonRecord
+from ..records.comparison import ChannelHeadline, ComparisonRecord
 from ..simulate import simulate, split_stats
 from ..stages.prediction import evaluate_and_write
 from ..telemetry.recorder import RunRecorder, collect_provenance, prepare_run_dir
@@ -289,6 +289,16 @@ def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, 
                              "domain": "object_amplitude"})
     rec.set_block("comparison", cmp.headline(coverage_fraction=float(pred.covered.mean())).dump())
     a, ls = cmp.amplitude, cmp.prediction_scale.least_squares
+    net = cmp.network_only
+    if net is not None:   # issue #12: the network alone, before refinement, same recipe
+        nls = net.prediction_scale.least_squares
+        rec.set_block("comparison_network_only", {
+            "note": "the network's stitched object before refinement, same evaluation recipe",
+            "amplitude": ChannelHeadline.of(net.amplitude).dump(),
+            "phase": ChannelHeadline.of(net.phase).dump(),
+            "least_squares_scale": nls.value if nls else None})
+        log(f"compare (network only, before refinement): amplitude pearson "
+            f"{format_value(net.amplitude.pearson_r)}, ssim {format_value(net.amplitude.ssim)}")
     log(f"compare: amplitude pearson {format_value(a.pearson_r)}, ssim {format_value(a.ssim)}, "
         f"bias mean {format_value(a.bias_summary.mean if a.bias_summary else None)}; "
         f"least-squares scale {format_value(ls.value if ls else None)}")
@@ -320,9 +330,16 @@ def run_scenario(req: RunRequest) -> dict[str, Any]:
     with rec.stage("simulate"):
         _fault(req, "simulate")
         ds = _stage_data(req, rec, log)
+    train_ds, manifest = ds, None  # issue #12: train on a corpus, infer/compare on ds's test split
+    if cfg.corpus.enabled:
+        with rec.stage("corpus"):
+            from ..data.corpus import build_training_dataset
+
+            train_ds, manifest = build_training_dataset(cfg, ds, out / "corpus_cache", log=log)
+            rec.set_block("training_corpus", manifest.model_dump(mode="json"))
     with rec.stage("group"):
         _fault(req, "group")
-        data = _stage_group(req, rec, ds, log)
+        data = _stage_group(req, rec, train_ds, log)
         test_groups = build_grouped(ds, "test", cfg.simulation.gridsize,
                                     cfg.grouping.requested_groups, cfg.grouping.neighbor_count,
                                     cfg.grouping.group_seed, data.input_gain)
@@ -330,7 +347,10 @@ def run_scenario(req: RunRequest) -> dict[str, Any]:
             0 if data.val is None else len(data.val)), len(test_groups), cfg.inference.group_limit))
     with rec.stage("train"):
         _fault(req, "train")
-        model, result = _stage_train(req, rec, ds, data, log)
+        model, result = _stage_train(req, rec, train_ds, data, log)
+        from ..train.model_card import write_card_for_training
+
+        write_card_for_training(cfg, train_ds, result.to_dict(), out, req.data_path, manifest)
     with rec.stage("infer"):
         _fault(req, "infer")
         pred = _stage_infer(req, rec, ds, model, log)
@@ -369,6 +389,10 @@ def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: ComparisonRecord, r
         lines.append(f"| {label} | {_fmt(ch.pearson_r)} | {_fmt(ch.ssim)} | {_fmt(ch.mae)} | "
                      f"{_fmt(ch.rmse)} | {_fmt(b.mean if b else None)} | "
                      f"{_fmt(b.median if b else None)} | {format_resolution(ch.frc)} |")
+    if cmp.network_only is not None:   # issue #12: the network alone, before the refinement
+        na = cmp.network_only.amplitude
+        lines.append(f"| amplitude, network only (before refinement) | {_fmt(na.pearson_r)} | "
+                     f"{_fmt(na.ssim)} | {_fmt(na.mae)} | {_fmt(na.rmse)} | | | |")
     ls = scale.least_squares
     lines += ["", f"- coverage fraction: {_fmt(cmp.coverage_fraction)}",
               f"- prediction scale: mode {scale.mode}, value {_fmt(scale.value)}, "
@@ -386,6 +410,8 @@ def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: ComparisonRecord, r
           f"- NaN detected: {t.get('nan_detected')} (epoch {t.get('first_nan_epoch')}, step "
           f"{t.get('first_nan_step')})",
           f"- throughput: {_fmt(t.get('samples_per_second'))} samples/s on {t.get('device')}",
+          f"- amplitude-collapse events: {len(t.get('collapse_events') or [])} "
+          f"{[e.get('epoch') for e in t.get('collapse_events') or []]}",
           f"- loss weights: {req.config.training.loss_weights.model_dump()}",
           f"- history: {t.get('history_path')}", ""]
     write_text(out / f"{name}_training_summary.md", "\n".join(tl))

@@ -10,10 +10,22 @@ from pathlib import Path
 import numpy as np
 
 from ..config import EvaluationConfig
-from ..records.comparison import COMPARISON_FILE, ComparisonRecord
+from ..records.comparison import COMPARISON_FILE, ComparisonRecord, NetworkOnly
 from ..telemetry.writers import write_json, write_npy
 from .evaluate import evaluate_prediction
 from .reconstruction import AMP_UNIT, save_image, simple_stats, write_object, write_truth_comparison
+
+
+@dataclass
+class _Stitched:
+    """Another stitched object on the same scan as a Prediction (positions, coverage)."""
+
+    amplitude: np.ndarray
+    phase: np.ndarray
+    like: object
+
+    def __getattr__(self, name):
+        return getattr(self.like, name)
 
 
 @dataclass
@@ -35,6 +47,12 @@ def evaluate_and_write(model, pred, ds, evaluation: EvaluationConfig, run_dir: P
     prediction_scale.json and stats.json."""
     run_dir, inf = Path(run_dir), Path(inference_dir)
     cmp, region = evaluate_prediction(model, pred, ds, evaluation)
+    net = getattr(pred, "network_only", None)
+    if net is not None:   # the network alone (before refinement), same recipe and region
+        net_cmp, _ = evaluate_prediction(model, _Stitched(net["amplitude"], net["phase"], pred),
+                                         ds, evaluation)
+        cmp.network_only = NetworkOnly(amplitude=net_cmp.amplitude, phase=net_cmp.phase,
+                                       prediction_scale=net_cmp.prediction_scale)
     cmp.write(run_dir / COMPARISON_FILE)
     rel = "" if inf.resolve() == run_dir.resolve() else f"{inf.relative_to(run_dir)}/"
     truth = ds.obj
