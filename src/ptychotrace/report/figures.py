@@ -55,7 +55,7 @@ def _finite_or_nan(values: Sequence[Any]) -> np.ndarray:
 # images
 # --------------------------------------------------------------------------------------------
 #: Colour of pixels with no value (uncovered, not illuminated, non-finite): not a data colour.
-BAD_COLOUR = "#d9d9d9"
+BAD_COLOUR = "#808080"
 
 
 def symmetric_limit(*arrays: np.ndarray, fallback: float = math.pi) -> float:
