@@ -72,6 +72,8 @@ class Prediction:
     offsets_axis_max_abs: list[float] = field(default_factory=list)   # [max|dx|, max|dy|] px
     padded_shape: tuple[int, int] = (0, 0)   # stitching canvas (object frame + 2*required_pad)
     fits_canvas: bool = True       # every patch lies inside the padded canvas (checked)
+    pattern_index: np.ndarray | None = None   # (P,) dataset rows of the patches
+    object_full: np.ndarray | None = None     # (H, W) complex64 final object, no coverage mask
 
     # Names used by the scenario runner.
     @property
@@ -615,6 +617,7 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
         seconds["refine"] = time.perf_counter() - t1
     else:
         steps["refine"] = {"applied": False, "reason": "refine_steps = 0"}
+        obj = amplitude * np.exp(1j * phase)
     seconds["total"] = time.perf_counter() - t0
     return Prediction(amplitude=amplitude, phase=phase, weight=st.weight.numpy().astype(np.float32),
                       covered=covered, patches=flat.astype(np.complex64), xcoords=xs, ycoords=ys,
@@ -622,7 +625,8 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
                       seconds=seconds, steps=steps, groups_available=available,
                       offsets_axis_max_abs=[float(np.abs(data.dx).max()), float(np.abs(data.dy).max())],
                       padded_shape=(shape[0] + 2 * required_pad(n), shape[1] + 2 * required_pad(n)),
-                      fits_canvas=True)
+                      fits_canvas=True, pattern_index=data.pattern_index.reshape(-1),
+                      object_full=np.asarray(obj, dtype=np.complex64))
 
 
 def _probe_factor(model: PINN) -> float:

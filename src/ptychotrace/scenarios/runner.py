@@ -434,6 +434,8 @@ def run_scenario(req: RunRequest) -> dict[str, Any]:
     with rec.stage("compare"):
         _fault(req, "compare")
         cmp = _stage_compare(req, rec, ds, model, pred, log)
+        from ..evaluate.consistency_record import record_run_consistency
+        record_run_consistency(rec, out, ds, pred, _activation_bound(model))
         dsi = rec.get_block("dataset_scale_info") or {}
         used = dsi.get("dataset_scale") if dsi.get("used_mode") == "dataset" else dsi.get("fallback_scale")
         rec.write_intensity_stats(
