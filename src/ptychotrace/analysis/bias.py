@@ -66,6 +66,7 @@ from typing import Any
 
 from ..evaluate.consistency import CONSISTENCY_DIR, CONSISTENCY_JSON
 from ..evaluate.consistency_record import load_consistency
+from ..records import ComparisonRecord, RecordError, RunMetadata
 from ..telemetry.scale_chain import chain_ratios, stage_means, symmetry_check
 from ..telemetry.stats import dig as _dig
 from ..telemetry.stats import format_number
@@ -209,10 +210,17 @@ def _read_json(name: str, path: Path, required: bool) -> tuple[Any, str | None]:
 def load_run(name: str, run_dir: str | Path) -> dict[str, Any]:
     """Read one run directory: {run_dir, run_metadata, comparison, <optional>..., absent_files}."""
     root = Path(run_dir)
-    out: dict[str, Any] = {"run_dir": root}
-    out["run_metadata"], _ = _read_json(name, root / REQUIRED_FILES[0], True)
-    out["comparison"], _ = _read_json(name, root / REQUIRED_FILES[1], True)
-    out["absent_files"] = {}
+    out: dict[str, Any] = {"run_dir": root, "absent_files": {}, "schema_notes": {}}
+    for key, rel, schema in (("run_metadata", REQUIRED_FILES[0], RunMetadata),
+                             ("comparison", REQUIRED_FILES[1], ComparisonRecord)):
+        raw, _ = _read_json(name, root / rel, True)
+        # The typed records (records/) when the file matches them; a file that does not (an
+        # older or hand-made run) is read as plain JSON and the mismatch is reported, not fatal.
+        try:
+            out[key] = schema.parse(raw, source=rel).dump()
+        except RecordError as exc:
+            out[key] = raw
+            out["schema_notes"][rel] = str(exc)[:300]
     for key, rel in OPTIONAL_FILES.items():
         out[key], why = _read_json(name, root / rel, False)
         if why:
@@ -686,7 +694,10 @@ def analyze_run(name: str, run: Mapping[str, Any]) -> dict[str, Any]:
     s["absent"] = sorted(absent.reasons)
     s["absent_reasons"] = dict(sorted(absent.reasons.items()))
     ranking = _diagnose(s, md, cmp)
-    verdict = decide(gather_evidence(s, md, cmp, run.get("consistency"), []))
+    s["schema_notes"] = dict(run.get("schema_notes") or {})
+    verdict = decide(gather_evidence(s, md, cmp, run.get("consistency"), [
+        f"{k} does not match its typed record ({v}); read as plain JSON"
+        for k, v in s["schema_notes"].items()]))
     s["data_consistency"] = (run["consistency"].model_dump(mode="json")
                              if run.get("consistency") is not None else
                              {"available": False, "reason": s["absent_reasons"].get(
