@@ -268,6 +268,9 @@ def object_shape_of(ds: Dataset) -> tuple[int, int]:
     the smallest frame that holds every position."""
     if ds.obj is not None:
         return int(ds.obj.shape[0]), int(ds.obj.shape[1])
+    frame = (ds.metadata.get("geometry") or {}).get("object_frame")   # real data (ptychotrace.io)
+    if frame:
+        return int(frame["height_px"]), int(frame["width_px"])
     size = (ds.metadata.get("simulation") or {}).get("object_size")
     if size:
         return int(size), int(size)

@@ -115,6 +115,9 @@ def object_shape_for(ds: Dataset) -> tuple[int, int]:
     """The object frame: the truth's shape, else the simulated object size, else the scan extent."""
     if ds.obj is not None:
         return tuple(ds.obj.shape)
+    frame = (ds.metadata.get("geometry") or {}).get("object_frame")   # real data (ptychotrace.io)
+    if frame:
+        return int(frame["height_px"]), int(frame["width_px"])
     size = ((ds.metadata.get("simulation") or {}).get("object_size"))
     if size:
         return int(size), int(size)
