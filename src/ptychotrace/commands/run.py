@@ -117,7 +117,8 @@ def request_from_args(args: argparse.Namespace, output_dir: Path, scenario: str 
     if data is not None and not data.is_file():
         raise FileNotFoundError(f"--data: no such file: {data}")
     return RunRequest(config=config, output_dir=Path(output_dir), profile=profile, cli_args=cli_args,
-                      warnings=warnings, data_path=data, data_options=data_options, force=bool(getattr(args, "force", False)),
+                      warnings=warnings, data_path=data, data_options=data_options,
+                      force=bool(getattr(args, "force", False)),
                       progress=not getattr(args, "quiet", False))
 
 
