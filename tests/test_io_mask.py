@@ -85,7 +85,7 @@ def test_training_step_ignores_masked_pixel_values(tiny_dataset, tiny_sim_overri
     """Input gain, loss normaliser, network input, loss and every parameter gradient of one
     training batch are bit-identical whatever the masked pixels hold."""
     from ptychotrace.config import resolve_scenario
-    from ptychotrace.train.trainer import _batch, build_model, prepare_training_data
+    from ptychotrace.train.prep import _batch, build_model, prepare_training_data
 
     ds, _ = tiny_dataset
     cfg, _, _ = resolve_scenario("gs1_ideal", tiny_sim_overrides, use_profile=False)
