@@ -69,6 +69,9 @@ def test_run_without_truth_reports_what_it_can(files):
     out = d / "bare_run"
     assert main(["run", "--data", str(cxi_bare), "--output-dir", str(out), *FLAGS]) == 0
     m = _meta(out)
+    from ptychotrace.records.run_metadata import RunMetadata
+
+    RunMetadata.model_validate(m)          # the typed schema accepts a run without a truth
     assert m["comparison"]["available"] is False and "no ground truth" in m["comparison"]["reason"]
     assert m["label_vs_truth_analysis"]["reason"] == "no ground truth"
     text = (out / "data_comparison_summary.md").read_text()
