@@ -114,7 +114,7 @@ def run_model(name, cfg, train_ds, evals, work: Path, args) -> dict:
     hist = json.loads(Path(res.history_path).read_text())["metrics"]
     return {"training": {"status": res.status, "epochs_completed": res.epochs_completed,
                          "train_seconds": train_s, "samples_per_second": res.samples_per_second,
-                         "training_patterns": int(train_ds.n_patterns),
+                         "training_patterns": int(len(train_ds.indices("train"))),
                          "best_val_loss": res.best_val_loss, "val_loss": hist.get("val_loss"),
                          "pred_amp_std": hist.get("pred_amp_std")},
             "scores": scores}
@@ -149,8 +149,8 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_generalisation_"))
     models = {}
     for name, cfg, tds in (("corpus", cfg_c, corpus_ds), ("scenario", cfg_p, scen)):
-        print(f"training {name} ({tds.n_patterns if name == 'corpus' else len(scen.indices('train'))}"
-              f" patterns, cap {args.train_seconds} s)", flush=True)
+        print(f"training {name} ({len(tds.indices('train'))} patterns, cap {args.train_seconds} s)",
+              flush=True)
         models[name] = run_model(name, cfg, tds, evals, work, args)
     result = {
         "benchmark": "generalisation", "command": " ".join(sys.argv),
