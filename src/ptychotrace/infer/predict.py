@@ -119,6 +119,9 @@ def object_shape_for(ds: Dataset) -> tuple[int, int]:
     """The object frame: the truth's shape, else the simulated object size, else the scan extent."""
     if ds.obj is not None:
         return tuple(ds.obj.shape)
+    frame = (ds.metadata.get("geometry") or {}).get("object_frame")   # real data (ptychotrace.io)
+    if frame:
+        return int(frame["height_px"]), int(frame["width_px"])
     size = ((ds.metadata.get("simulation") or {}).get("object_size"))
     if size:
         return int(size), int(size)
@@ -374,7 +377,8 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
                   batch_size: int = 256, *, holdout: float = REFINE_HOLDOUT,
                   patience: int | None = REFINE_PATIENCE, seed: int = 0,
                   refit: bool = True, smooth: bool = True,
-                  backoffs: int = REFINE_BACKOFFS) -> tuple[np.ndarray, dict[str, Any]]:
+                  backoffs: int = REFINE_BACKOFFS,
+                  valid: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """At most ``steps`` Adam steps of the training Poisson NLL w.r.t. the object canvas (H, W)
     complex, starting from the stitched PINN output (uncovered pixels start at ``fill``). Uses the
     same extractor and forward model as training; ``lr`` is relative to ``fill`` (the amp scale).
@@ -405,6 +409,12 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
     n = counts.shape[-1]
     pad = required_pad(n)
     counts = np.ascontiguousarray(counts, dtype=np.float32)
+    mask = None
+    if valid is not None:
+        # ``valid`` (N, N) bool, True = measured: masked pixels leave every sum below; 0 here only
+        # keeps their values out of the hold-out decision and the thinning's random draws
+        counts = np.where(valid, counts, np.float32(0))
+        mask = torch.as_tensor(np.asarray(valid, bool))
     reason = holdout_reason(counts, holdout)
     start = np.where(covered_init, init, np.complex64(fill)).astype(np.complex64)
     xs = torch.as_tensor(xcoords + pad)
@@ -418,7 +428,7 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
         ratio = holdout / (1.0 - holdout)         # E[held-out] / E[fitted]
     else:
         fit, held, fit_probe, fit_mean, ratio = all_counts, None, probe, mean_counts, 0.0
-    n_pix = float(counts.size)
+    n_pix = float(counts.size if mask is None else counts.shape[0] * int(mask.sum()))
 
     def new_param():
         canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
@@ -433,12 +443,12 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
             with torch.set_grad_enabled(grad):
                 lam = expected_counts(p, extract_patches(torch.view_as_complex(param),
                                                          xs[sl], ys[sl], n))
-                loss = poisson_nll(lam, cts[sl], mc).sum() / len(xs)
+                loss = poisson_nll(lam, cts[sl], mc, mask).sum() / len(xs)
                 if grad:
                     loss.backward()
             total += float(loss.detach())
             if score:
-                held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0).sum())
+                held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0, mask).sum())
         return total, held_sum / n_pix
 
     def replay(path, cts, p, mc):
@@ -615,7 +625,7 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
             amp_ref, refine_steps, float(cfg.refine_lr), holdout=float(cfg.refine_holdout),
             patience=cfg.refine_patience, seed=int(ckpt["config"]["training"]["seed"]),
             refit=bool(cfg.refine_refit), smooth=bool(cfg.refine_smooth),
-            backoffs=int(cfg.refine_backoffs))
+            backoffs=int(cfg.refine_backoffs), valid=ds.valid)
         amplitude = np.where(covered, np.abs(obj), 0).astype(np.float32)
         phase = np.where(covered, np.angle(obj), 0).astype(np.float32)
         seconds["refine"] = time.perf_counter() - t1
