@@ -71,6 +71,8 @@ class Prediction:
     #: (issue #12: network-only quality is reported next to the refined one); None when no
     #: refinement ran (then amplitude/phase above are the network-only object).
     network_only: dict[str, np.ndarray] | None = None
+    pattern_index: np.ndarray | None = None   # (P,) dataset rows of the patches
+    object_full: np.ndarray | None = None     # (H, W) complex64 final object, no coverage mask
 
     # Names used by the scenario runner.
     @property
@@ -114,6 +116,9 @@ def object_shape_for(ds: Dataset) -> tuple[int, int]:
     """The object frame: the truth's shape, else the simulated object size, else the scan extent."""
     if ds.obj is not None:
         return tuple(ds.obj.shape)
+    frame = (ds.metadata.get("geometry") or {}).get("object_frame")   # real data (ptychotrace.io)
+    if frame:
+        return int(frame["height_px"]), int(frame["width_px"])
     size = ((ds.metadata.get("simulation") or {}).get("object_size"))
     if size:
         return int(size), int(size)
@@ -235,12 +240,13 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
             amp_ref, refine_steps, float(cfg.refine_lr), holdout=float(cfg.refine_holdout),
             patience=cfg.refine_patience, seed=int(ckpt["config"]["training"]["seed"]),
             refit=bool(cfg.refine_refit), smooth=bool(cfg.refine_smooth),
-            backoffs=int(cfg.refine_backoffs))
+            backoffs=int(cfg.refine_backoffs), valid=ds.valid)
         amplitude = np.where(covered, np.abs(obj), 0).astype(np.float32)
         phase = np.where(covered, np.angle(obj), 0).astype(np.float32)
         seconds["refine"] = time.perf_counter() - t1
     else:
         steps["refine"] = {"applied": False, "reason": "refine_steps = 0"}
+        obj = amplitude * np.exp(1j * phase)
     seconds["total"] = time.perf_counter() - t0
     return Prediction(amplitude=amplitude, phase=phase, weight=st.weight.numpy().astype(np.float32),
                       covered=covered, patches=flat.astype(np.complex64), xcoords=xs, ycoords=ys,
@@ -248,7 +254,9 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
                       seconds=seconds, steps=steps, groups_available=available,
                       offsets_axis_max_abs=[float(np.abs(data.dx).max()), float(np.abs(data.dy).max())],
                       padded_shape=(shape[0] + 2 * required_pad(n), shape[1] + 2 * required_pad(n)),
-                      fits_canvas=True, network_only=network_only)
+                      fits_canvas=True, network_only=network_only,
+                      pattern_index=data.pattern_index.reshape(-1),
+                      object_full=np.asarray(obj, dtype=np.complex64))
 
 
 def _probe_factor(model: PINN) -> float:

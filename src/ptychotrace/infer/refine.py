@@ -1,5 +1,7 @@
 """Physics-consistent refinement of the stitched object on the test data, stopped by a photon
-hold-out (see :func:`refine_object`). Defaults are InferenceConfig's (defined once there)."""
+hold-out (see :func:`refine_object`). Defaults are InferenceConfig's (defined once there).
+refine_object is long (its passes are closures over one problem); splitting it into a class
+is left for later (issue #15)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
                   batch_size: int = 256, *, holdout: float = REFINE_HOLDOUT,
                   patience: int | None = REFINE_PATIENCE, seed: int = 0,
                   refit: bool = True, smooth: bool = True,
-                  backoffs: int = REFINE_BACKOFFS) -> tuple[np.ndarray, dict[str, Any]]:
+                  backoffs: int = REFINE_BACKOFFS,
+                  valid: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """At most ``steps`` Adam steps of the training Poisson NLL w.r.t. the object canvas (H, W)
     complex, starting from the stitched PINN output (uncovered pixels start at ``fill``). Uses the
     same extractor and forward model as training; ``lr`` is relative to ``fill`` (the amp scale).
@@ -59,122 +62,70 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
     ``holdout`` = 0, or non-integer counts (recorded in ``holdout_note``), gives exactly the plain
     ``steps`` steps on all photons (the behaviour before the hold-out existed): no early stop, no
     low-pass. ``seed`` drives the thinning only."""
-    r = _Refinement(init, covered_init, probe, counts, xcoords, ycoords, mean_counts, fill,
-                    batch_size, holdout, seed)
-    scored = r.held is not None
-    sigma, smooth_scores = 0.0, []
-    if scored:
-        final, path, held_hist, losses, stop, used = r.fit_with_holdout(
-            int(steps), lr * fill, patience, backoffs)
-        if smooth:
-            sigma, smooth_scores = choose_smoothing(final, r.held_deviance)
-    else:                                      # plain steps on all photons (no hold-out)
-        path = [(int(steps), lr * fill)]
-        final, losses = r.replay(path, r.all_counts, probe, mean_counts)
-        held_hist, stop, used = [], "steps", 0
-    best_k = sum(k for k, _ in path)
-    refit_steps = 0
-    if scored and refit and best_k > 0:
-        final, _ = r.replay(path, r.all_counts, probe, mean_counts)
-        refit_steps = best_k
-    final = smooth_canvas(final, sigma)
-    h, w = init.shape
-    pad = r.pad
-    out = final[pad:pad + h, pad:pad + w].numpy().copy()
-    reason = r.reason
-    record: dict[str, Any] = {
-        "applied": True, "max_steps": int(steps), "lr_relative": lr, "steps": len(losses),
-        "best_step": int(best_k), "stop_reason": stop,
-        "nll_first": losses[0] if losses else None, "nll_last": losses[-1] if losses else None,
-        "holdout": float(holdout) if scored else 0.0, "holdout_note": reason,
-        "holdout_seed": int(seed) if scored else None,
-        "patience": patience if scored else None,
-        "backoffs_used": int(used), "backoffs_max": int(backoffs) if scored else 0,
-        "best_path": [[int(k), float(step / fill)] for k, step in path],
-        "best_path_units": "[steps, Adam step relative to the amplitude scale] per segment",
-        "holdout_history_len": len(held_hist), "holdout_history": held_hist,
-        "holdout_units": "mean Poisson half-deviance of the held-out photons per detector pixel"
-                         if scored else None,
-        "refit_steps": refit_steps,
-        "smooth_sigma_px": float(sigma),
-        "smooth_scores": [[float(a), float(b)] for a, b in smooth_scores],
-        "smooth_note": None if scored and smooth else
-        ("disabled (smooth=False)" if scored else "needs the hold-out"),
-    }
-    return out, record
+    n = counts.shape[-1]
+    pad = required_pad(n)
+    counts = np.ascontiguousarray(counts, dtype=np.float32)
+    mask = None
+    if valid is not None:
+        # ``valid`` (N, N) bool, True = measured: masked pixels leave every sum below; 0 here only
+        # keeps their values out of the hold-out decision and the thinning's random draws
+        counts = np.where(valid, counts, np.float32(0))
+        mask = torch.as_tensor(np.asarray(valid, bool))
+    reason = holdout_reason(counts, holdout)
+    start = np.where(covered_init, init, np.complex64(fill)).astype(np.complex64)
+    xs = torch.as_tensor(xcoords + pad)
+    ys = torch.as_tensor(ycoords + pad)
+    all_counts = torch.as_tensor(counts)
+    if reason is None:
+        fit_np, held_np = split_photons(counts, holdout, seed)
+        fit, held = torch.as_tensor(fit_np), torch.as_tensor(held_np)
+        fit_probe = probe * math.sqrt(1.0 - holdout)
+        fit_mean = mean_counts * (1.0 - holdout)
+        ratio = holdout / (1.0 - holdout)         # E[held-out] / E[fitted]
+    else:
+        fit, held, fit_probe, fit_mean, ratio = all_counts, None, probe, mean_counts, 0.0
+    n_pix = float(counts.size if mask is None else counts.shape[0] * int(mask.sum()))
 
-
-class _Refinement:
-    """The state of one refinement: the padded problem, the photon split and the passes."""
-
-    def __init__(self, init, covered_init, probe, counts, xcoords, ycoords, mean_counts, fill,
-                 batch_size, holdout, seed):
-        self.n = n = counts.shape[-1]
-        self.pad = pad = required_pad(n)
-        counts = np.ascontiguousarray(counts, dtype=np.float32)
-        self.reason = holdout_reason(counts, holdout)
-        self.start = np.where(covered_init, init, np.complex64(fill)).astype(np.complex64)
-        self.fill, self.batch_size = fill, batch_size
-        self.xs = torch.as_tensor(xcoords + pad)
-        self.ys = torch.as_tensor(ycoords + pad)
-        self.all_counts = torch.as_tensor(counts)
-        if self.reason is None:
-            fit_np, held_np = split_photons(counts, holdout, seed)
-            self.fit, self.held = torch.as_tensor(fit_np), torch.as_tensor(held_np)
-            self.fit_probe = probe * math.sqrt(1.0 - holdout)
-            self.fit_mean = mean_counts * (1.0 - holdout)
-            self.ratio = holdout / (1.0 - holdout)         # E[held-out] / E[fitted]
-        else:
-            self.fit, self.held, self.fit_probe = self.all_counts, None, probe
-            self.fit_mean, self.ratio = mean_counts, 0.0
-        self.n_pix = float(counts.size)
-
-    def new_param(self):
-        canvas = pad_canvas(torch.as_tensor(self.start), self.pad, value=self.fill).clone()
+    def new_param():
+        canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
         return torch.nn.Parameter(torch.view_as_real(canvas).clone())
 
-    def one_pass(self, param, cts, p, mc, grad, score):
+    def one_pass(param, cts, p, mc, grad, score):
         """Fit loss over all patterns at the current object (its gradient accumulated into
         param when grad) and the held-out deviance per detector pixel (when score)."""
         total, held_sum = 0.0, 0.0
-        xs, ys, bs = self.xs, self.ys, self.batch_size
-        for s in range(0, len(xs), bs):
-            sl = slice(s, s + bs)
+        for s in range(0, len(xs), batch_size):
+            sl = slice(s, s + batch_size)
             with torch.set_grad_enabled(grad):
                 lam = expected_counts(p, extract_patches(torch.view_as_complex(param),
-                                                         xs[sl], ys[sl], self.n))
-                loss = poisson_nll(lam, cts[sl], mc).sum() / len(xs)
+                                                         xs[sl], ys[sl], n))
+                loss = poisson_nll(lam, cts[sl], mc, mask).sum() / len(xs)
                 if grad:
                     loss.backward()
             total += float(loss.detach())
             if score:
-                held_sum += float(poisson_nll(lam.detach() * self.ratio, self.held[sl], 1.0).sum())
-        return total, held_sum / self.n_pix
+                held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0, mask).sum())
+        return total, held_sum / n_pix
 
-    def replay(self, path, cts, p, mc):
+    def replay(path, cts, p, mc):
         """The object after the given segments [(steps, Adam lr)] from the start, on cts, and the
         fit loss before each step."""
-        param = self.new_param()
+        param = new_param()
         losses = []
         for n_steps, seg_lr in path:
             opt = torch.optim.Adam([param], lr=seg_lr)
             for _ in range(n_steps):
                 opt.zero_grad(set_to_none=True)
-                losses.append(self.one_pass(param, cts, p, mc, True, False)[0])
+                losses.append(one_pass(param, cts, p, mc, True, False)[0])
                 opt.step()
         return torch.view_as_complex(param.detach()), losses
 
-    def held_deviance(self, canvas):
-        """Mean Poisson half-deviance of the held-out photons per detector pixel at canvas."""
-        return self.one_pass(torch.view_as_real(canvas), self.fit, self.fit_probe, self.fit_mean,
-                             False, True)[1]
-
-    def fit_with_holdout(self, max_steps, lr0, patience, backoffs):
-        """Adam steps (first step size ``lr0``) on the fitted photons, scored on the held-out
-        ones, with early stopping and back-offs. Returns (best object, its path, held-out
-        history, fit losses, stop reason, back-offs used)."""
-        param = self.new_param()
-        seg_lr = lr0
+    def fit_with_holdout(max_steps):
+        """Adam steps on the fitted photons, scored on the held-out ones, with early stopping
+        and back-offs. Returns (best object, its path, held-out history, fit losses, stop
+        reason, back-offs used)."""
+        param = new_param()
+        seg_lr = lr * fill
         opt = torch.optim.Adam([param], lr=seg_lr)
         losses: list[float] = []
         held_hist: list[float] = []
@@ -186,8 +137,7 @@ class _Refinement:
         while True:
             can_step = taken < max_steps
             opt.zero_grad(set_to_none=True)
-            total, held_dev = self.one_pass(param, self.fit, self.fit_probe, self.fit_mean,
-                                            can_step, True)
+            total, held_dev = one_pass(param, fit, fit_probe, fit_mean, can_step, True)
             held_hist.append(held_dev)
             if held_dev < best_held:
                 best_held, last_event = held_dev, len(held_hist) - 1
@@ -214,3 +164,47 @@ class _Refinement:
         if best is None:                             # non-finite deviance from the start
             best = param.detach().clone()
         return torch.view_as_complex(best), best_path, held_hist, losses, stop, used
+
+
+    def held_deviance(canvas):
+        """Mean Poisson half-deviance of the held-out photons per detector pixel at canvas."""
+        return one_pass(torch.view_as_real(canvas), fit, fit_probe, fit_mean, False, True)[1]
+
+    scored = held is not None
+    sigma, smooth_scores = 0.0, []
+    if scored:
+        final, path, held_hist, losses, stop, used = fit_with_holdout(int(steps))
+        if smooth:
+            sigma, smooth_scores = choose_smoothing(final, held_deviance)
+    else:                                      # plain steps on all photons (no hold-out)
+        path = [(int(steps), lr * fill)]
+        final, losses = replay(path, all_counts, probe, mean_counts)
+        held_hist, stop, used = [], "steps", 0
+    best_k = sum(k for k, _ in path)
+    refit_steps = 0
+    if scored and refit and best_k > 0:
+        final, _ = replay(path, all_counts, probe, mean_counts)
+        refit_steps = best_k
+    final = smooth_canvas(final, sigma)
+    h, w = init.shape
+    out = final[pad:pad + h, pad:pad + w].numpy().copy()
+    record: dict[str, Any] = {
+        "applied": True, "max_steps": int(steps), "lr_relative": lr, "steps": len(losses),
+        "best_step": int(best_k), "stop_reason": stop,
+        "nll_first": losses[0] if losses else None, "nll_last": losses[-1] if losses else None,
+        "holdout": float(holdout) if scored else 0.0, "holdout_note": reason,
+        "holdout_seed": int(seed) if scored else None,
+        "patience": patience if scored else None,
+        "backoffs_used": int(used), "backoffs_max": int(backoffs) if scored else 0,
+        "best_path": [[int(k), float(step / fill)] for k, step in path],
+        "best_path_units": "[steps, Adam step relative to the amplitude scale] per segment",
+        "holdout_history_len": len(held_hist), "holdout_history": held_hist,
+        "holdout_units": "mean Poisson half-deviance of the held-out photons per detector pixel"
+                         if scored else None,
+        "refit_steps": refit_steps,
+        "smooth_sigma_px": float(sigma),
+        "smooth_scores": [[float(a), float(b)] for a, b in smooth_scores],
+        "smooth_note": None if scored and smooth else
+        ("disabled (smooth=False)" if scored else "needs the hold-out"),
+    }
+    return out, record

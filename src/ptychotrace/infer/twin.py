@@ -56,8 +56,7 @@ def _overlap_pairs(x: np.ndarray, y: np.ndarray, max_dist: float) -> np.ndarray:
 def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
                      probe: np.ndarray, mode: str, support_level: float = 0.5,
                      iterations: int = 20) -> tuple[np.ndarray, dict[str, Any]]:
-    """(Long by choice: one algorithm (costs, greedy propagation, ICM) whose steps share the cropped arrays; its length is mostly the chunked cost loop and comments.)
-    Choose per patch between the prediction (label 0) and its twin (label 1).
+    """Choose per patch between the prediction (label 0) and its twin (label 1).
 
     Pairwise cost: mean squared amplitude difference of patches i and j on the pixels both
     illuminate (|P| >= support_level * max|P| in both frames), patch j resampled into patch i's
