@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,hdf5]"
+	$(BIN)/pip install --quiet -e ".[dev,hdf5,interop]"
 	touch $@
 
 demo: setup

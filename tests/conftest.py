@@ -7,8 +7,12 @@ import os
 import pytest
 import torch
 
-# Two cores on CI: keep torch from oversubscribing them when pytest runs.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Two cores on CI: keep torch from oversubscribing them when pytest runs. An explicit
+# OMP_NUM_THREADS wins, so the suite can be checked with 1 and with 2 threads (issue #11: both
+# must pass, since thread count changes the order of floating-point reductions).
+_threads = os.environ.get("OMP_NUM_THREADS", "")
+torch.set_num_threads(int(_threads) if _threads.isdigit() and int(_threads) > 0
+                      else max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")

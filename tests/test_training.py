@@ -75,7 +75,13 @@ def test_tiny_training_lowers_loss_and_learns_the_object(trained, tiny_ds):
     pa = np.abs(tiny_ds.probe)
     sup = pa > 0.3 * pa.max()
     r = _pearson(pred[:, sup].mean(1), data.train.Y_amp[:, 0][:, sup].mean(1))
-    assert r > 0.9, r
+    # Margin (issue #11): over training seeds 42, 1-5 with ATEN_CPU_CAPABILITY=default this r was
+    # 0.86-0.97 (seed 42: 0.891; 0.897 on an Intel Xeon, 0.90+ on AMD EPYC), so the old bound 0.9
+    # was a coin toss across CPUs. 0.75 sits ~0.1 (the seed spread) below the lowest seed. It
+    # guards orientation and sign of the amplitude mapping: an untrained network gives
+    # |r| ~ 0.97-0.99 with a random sign (4 of 6 seeds negative), so learning itself is guarded
+    # by the loss ratios above, not by this bound.
+    assert r > 0.75, r
     assert pred[:, sup].std() > 0.01                            # not collapsed to flat
     summary = json.loads(Path(res.history_summary_path).read_text())
     assert summary["nan_overview"] == {"has_nan": False, "metrics": []}

@@ -172,6 +172,46 @@ class EvaluationConfig(_Frozen):
     amp_vmax: float | None = Field(None, gt=0, description="display max for amplitude PNGs")
 
 
+#: Object families of the training corpus (physics/objects.py, data/corpus.py).
+CorpusFamily = Literal["lines", "grf", "siemens", "texture"]
+
+
+class CorpusConfig(_Frozen):
+    """Extra training data (issue #12; data/corpus.py, docs/datasets.md). Off by default.
+
+    Every pattern is simulated with the scenario's physical probe (same dose scale, derived from
+    the scenario's training split), so the scale chain is that of the test scan. Sizes in pixels."""
+
+    families: tuple[CorpusFamily, ...] = Field((), description="object families, cycled over "
+                                               "`count` objects (empty = no corpus objects)")
+    count: int = Field(0, ge=0, description="number of corpus objects")
+    patterns_per_object: int = Field(512, ge=1, description="random scan positions per object")
+    object_size: int | None = Field(None, ge=16, description="corpus object side (None = the "
+                                    "scenario's object_size)")
+    seed: int = Field(1000, ge=0, description="corpus seed (objects, positions, noise)")
+    phase_max_rad: float = Field(1.0, ge=0, description="peak |phase| of non-lines families, rad")
+    textures: tuple[str, ...] = Field(("camera", "brick", "grass", "gravel", "moon", "coins"),
+                                      description="skimage.data images for the 'texture' family")
+    train_dense_step: float | None = Field(None, gt=0, description="extra raster scan of the "
+                                           "training object's training region at this step, px")
+    train_extra_positions: int = Field(0, ge=0, description="extra random positions on the "
+                                       "training object's training region")
+    include_scenario_train: bool = Field(True, description="keep the scenario's own training split")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.count and self.families) or self.train_dense_step is not None \
+            or self.train_extra_positions > 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.count and not self.families:
+            raise ValueError(f"corpus.count {self.count} needs corpus.families")
+        if not self.textures:
+            raise ValueError("corpus.textures must name at least one skimage.data image")
+        return self
+
+
 class RunConfig(_Frozen):
     schema_version: str = SCHEMA_VERSION
     scenario: str = "custom"
@@ -180,6 +220,7 @@ class RunConfig(_Frozen):
     training: TrainingConfig = TrainingConfig()
     inference: InferenceConfig = InferenceConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    corpus: CorpusConfig = CorpusConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())

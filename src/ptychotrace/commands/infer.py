@@ -87,10 +87,12 @@ def run(args: argparse.Namespace) -> int:
     from ..infer.predict import predict
     from ..train.checkpoint import load_model
     from ..train.distributed import resolve_device
+    from ..train.model_card import check_compatible
 
     model = load_model(args.model, resolve_device(args.device), which=args.checkpoint)
     ckpt = model.checkpoint
     ds = load_dataset(args.data, measurement_domain=args.measurement_domain)
+    check_compatible(ckpt, ds, data_label=str(args.data))  # refuses before anything is written
     base = InferenceConfig.model_validate(ckpt["config"].get("inference") or {})
     update = {k: v for k, v in {"batch_size": args.batch_size, "stitch_window": args.stitch_window,
                                 "twin_fix": args.twin_fix, "refine_steps": args.refine_steps,

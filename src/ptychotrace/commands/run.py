@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .common import SIMULATION_FLAGS, add_simulation_flags, overrides_from, positive_float, positive_int
+from .train import CORPUS_FLAGS, add_corpus_flags
 
 #: run-only flags (dest) -> dotted config path
 RUN_FLAGS = {
@@ -25,6 +26,7 @@ RUN_FLAGS = {
     "stitch_window": "inference.stitch_window",
     "prediction_scale_source": "evaluation.prediction_scale_source",
     "amp_vmax": "evaluation.amp_vmax",
+    **CORPUS_FLAGS,
 }
 
 
@@ -50,6 +52,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prediction-scale-source", choices=["none", "recorded", "least_squares"],
                    help="amplitude scale applied before comparison (default none)")
     g.add_argument("--amp-vmax", type=positive_float, help="display max of amplitude PNGs")
+    add_corpus_flags(p)
     io = p.add_argument_group("inputs")
     io.add_argument("--data", help="run on this dataset NPZ instead of simulating")
     io.add_argument("--config", help="YAML/TOML/JSON file of settings (sections as in "

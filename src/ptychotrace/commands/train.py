@@ -18,6 +18,39 @@ TRAIN_FLAGS = {
     "object_support": "training.object_support",
 }
 
+#: Training-corpus flags (dest) -> dotted config path (shared with ``run``).
+CORPUS_FLAGS = {
+    "corpus_families": "corpus.families", "corpus_count": "corpus.count",
+    "corpus_patterns": "corpus.patterns_per_object", "corpus_seed": "corpus.seed",
+    "corpus_object_size": "corpus.object_size", "train_dense_step": "corpus.train_dense_step",
+    "train_extra_positions": "corpus.train_extra_positions",
+}
+
+
+def _families(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    allowed = ("lines", "grf", "siemens", "texture")
+    bad = [x for x in names if x not in allowed]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"families must be a comma list of {', '.join(allowed)}; "
+                                         f"got {text!r}")
+    return names
+
+
+def add_corpus_flags(p) -> None:
+    """Flags that add training data beyond the dataset's training split (data/corpus.py)."""
+    g = p.add_argument_group("training data beyond the training split (data/corpus.py)")
+    g.add_argument("--corpus-families", type=_families,
+                   help="comma list of object families: lines,grf,siemens,texture")
+    g.add_argument("--corpus-count", type=int, help="number of corpus objects (cycled families)")
+    g.add_argument("--corpus-patterns", type=positive_int, help="scan positions per corpus object")
+    g.add_argument("--corpus-seed", type=int, help="corpus seed (objects, positions, noise)")
+    g.add_argument("--corpus-object-size", type=positive_int, help="corpus object side, pixels")
+    g.add_argument("--train-dense-step", type=positive_float, help="extra raster scan of the "
+                   "training object's training region at this step (pixels)")
+    g.add_argument("--train-extra-positions", type=int, help="extra random positions on the "
+                   "training object's training region")
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train the PINN on a dataset's training split",
@@ -47,7 +80,12 @@ def add_parser(sub) -> None:
     p.add_argument("--measurement-domain", choices=["counts", "amplitude"],
                    help="for NPZ files without metadata")
     p.add_argument("--no-progress", action="store_true")
+    add_corpus_flags(p)
     p.set_defaults(handler=run)
+
+
+#: Where ``train`` and ``run`` keep the memory-mapped corpus counts (under the run directory).
+CORPUS_CACHE = "corpus_cache"
 
 
 def config_for_dataset(ds, overrides: dict, file_values: dict | None = None):
@@ -77,19 +115,29 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config_file
     from ..data.dataset import load_dataset
     from ..telemetry.writers import write_json
+    from ..train.model_card import write_card_for_training
     from ..train.trainer import TRAIN_OUTPUTS, train
     from .common import overrides_from
 
     ds = load_dataset(args.data, measurement_domain=args.measurement_domain)
     file_values = load_config_file(args.config) if args.config else {}
-    config = config_for_dataset(ds, overrides_from(args, TRAIN_FLAGS), file_values)
+    config = config_for_dataset(ds, overrides_from(args, {**TRAIN_FLAGS, **CORPUS_FLAGS}),
+                                file_values)
     out = Path(args.output_dir)
     if not args.resume and (out / TRAIN_OUTPUTS / "checkpoints").exists():
         raise FileExistsError(f"{out} already holds a trained model; use --resume {out} or "
                               "another --output-dir")
+    train_ds, manifest = ds, None
+    if config.corpus.enabled:
+        from ..data.corpus import build_training_dataset
+
+        train_ds, manifest = build_training_dataset(config, ds, out / CORPUS_CACHE)
     write_json(out / TRAIN_OUTPUTS / "config.json", config.to_dict())
-    result = train(config, ds, out, resume=args.resume, progress=not args.no_progress,
+    result = train(config, train_ds, out, resume=args.resume, progress=not args.no_progress,
                    time_limit_s=args.time_limit)
+    card = write_card_for_training(config, train_ds, result.to_dict(), out, args.data, manifest)
+    if card:
+        print(f"model card: {card} (and {card.with_suffix('.md').name})")
     print(json.dumps({k: result.to_dict()[k] for k in (
         "status", "epochs_completed", "final_loss", "final_val_loss", "best_epoch",
         "samples_per_second", "best_checkpoint", "history_path")}, indent=2))

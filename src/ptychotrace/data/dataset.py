@@ -7,6 +7,7 @@ Arrays (all keys lower-case as in PtychoPINN):
 - ``objectGuess``           (H, W) complex64  ground-truth object (optional)
 - ``scan_index``            (P,) int64  acquisition order
 - ``split``                 (P,) int8  0 = train, 1 = test (optional; absent = all train)
+- ``bad_pixels``            (N, N) bool  detector mask, True = bad (optional; absent = all valid)
 - ``metadata``              0-d unicode string holding JSON (schema_version, units, dose, seeds...)
 
 Measurement domain (``metadata.measurement.domain``): ``counts`` (photons) or ``amplitude``
@@ -46,7 +47,9 @@ class Dataset:
 
     counts: (P, N, N) float32 measured photons per pixel (converted from the file's domain);
     probe: (N, N) complex64 physical probe in sqrt(photons) (``counts ~ |F(probe*O_j)|^2``);
-    obj: (H, W) complex64 ground truth or None; split: (P,) int8 0 train / 1 test.
+    obj: (H, W) complex64 ground truth or None; split: (P,) int8 0 train / 1 test;
+    valid: (N, N) bool detector mask, True = measured pixel (None = every pixel valid). Masked
+    pixels are excluded from every likelihood; their counts are kept as read, never used.
     """
 
     xcoords: np.ndarray
@@ -57,6 +60,7 @@ class Dataset:
     scan_index: np.ndarray
     split: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    valid: np.ndarray | None = None
 
     @property
     def n_patterns(self) -> int:
@@ -72,7 +76,13 @@ class Dataset:
 
     def subset(self, index: np.ndarray) -> Dataset:
         return Dataset(self.xcoords[index], self.ycoords[index], self.counts[index], self.probe,
-                       self.obj, self.scan_index[index], self.split[index], self.metadata)
+                       self.obj, self.scan_index[index], self.split[index], self.metadata,
+                       self.valid)
+
+    @property
+    def masked_fraction(self) -> float:
+        """Fraction of detector pixels masked (0 without a mask)."""
+        return 0.0 if self.valid is None else float(1.0 - self.valid.mean())
 
     @property
     def dose_scale(self) -> float | None:
@@ -108,6 +118,8 @@ def save_dataset(path: str | Path, ds: Dataset, force: bool = False) -> Path:
     }
     if ds.obj is not None:
         arrays["objectGuess"] = ds.obj.astype(np.complex64)
+    if ds.valid is not None:
+        arrays["bad_pixels"] = ~np.asarray(ds.valid, dtype=bool)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
     os.close(fd)
@@ -132,7 +144,8 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+def _read_arrays(path: Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """All arrays of an NPZ without unpickling; keys in ``skip`` are never read."""
     if not path.exists():
         raise DatasetError(f"{path}: file not found")
     if not path.is_file():
@@ -143,6 +156,8 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             for key in z.files:
+                if key in skip:
+                    continue
                 try:
                     out[key] = z[key]
                 except ValueError as exc:
@@ -194,7 +209,32 @@ def load_dataset(path: str | Path, measurement_domain: str | None = None,
     not stated is refused. ``dose_normalised`` marks legacy_v1 files (then ``dose_scale``, or
     ``metadata.dose.scale``, is required to undo ``X = sqrt(I)/s``)."""
     path = Path(path)
-    arrays = _read_arrays(path)
+    return dataset_from_arrays(_read_arrays(path), path, measurement_domain, dose_normalised,
+                               dose_scale)
+
+
+def _bad_pixels(arrays: dict, n: int, path: Path) -> np.ndarray | None:
+    """``bad_pixels`` (N, N), True/nonzero = bad -> the valid mask (True = measured) or None."""
+    bad = arrays.get("bad_pixels")
+    if bad is None:
+        return None
+    if bad.shape != (n, n):
+        raise DatasetError(f"{path}: 'bad_pixels' must be {n}x{n} to match the patterns, got "
+                           f"{bad.shape}")
+    if bad.dtype.kind not in "biu":
+        raise DatasetError(f"{path}: 'bad_pixels' must be boolean or integer, got {bad.dtype}")
+    valid = ~(bad != 0)
+    if not valid.any():
+        raise DatasetError(f"{path}: 'bad_pixels' masks every detector pixel")
+    return valid
+
+
+def dataset_from_arrays(arrays: dict[str, np.ndarray], path: str | Path,
+                        measurement_domain: str | None = None, dose_normalised: bool | None = None,
+                        dose_scale: float | None = None) -> Dataset:
+    """Validate arrays in the NPZ layout (see module docstring) into a Dataset; ``path`` names
+    the source in error messages. Used by :func:`load_dataset` and by ``ptychotrace.io``."""
+    path = Path(path)
     meta = _parse_metadata(arrays, path)
 
     diff = _require(arrays, "diff3d", path)
@@ -247,6 +287,9 @@ def load_dataset(path: str | Path, measurement_domain: str | None = None,
     scan_index = arrays.get("scan_index", np.arange(n_pat))
     if scan_index.shape != (n_pat,):
         raise DatasetError(f"{path}: 'scan_index' must have shape ({n_pat},), got {scan_index.shape}")
+    uniq, seen = np.unique(scan_index, return_counts=True)
+    if (seen > 1).any():
+        raise DatasetError(f"{path}: 'scan_index' has duplicate indexes, first {uniq[seen > 1][0]}")
     split = arrays.get("split", np.zeros(n_pat, dtype=np.int8))
     if split.shape != (n_pat,) or not np.isin(split, (TRAIN, TEST)).all():
         raise DatasetError(f"{path}: 'split' must be ({n_pat},) with values 0 (train) or 1 (test)")
@@ -286,4 +329,4 @@ def load_dataset(path: str | Path, measurement_domain: str | None = None,
                    counts=counts, probe=probe,
                    obj=None if obj is None else obj.astype(np.complex64),
                    scan_index=scan_index.astype(np.int64), split=split.astype(np.int8),
-                   metadata=meta)
+                   metadata=meta, valid=_bad_pixels(arrays, n, path))

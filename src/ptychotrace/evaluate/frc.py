@@ -76,7 +76,9 @@ def fourier_ring_correlation(a, b, mask=None, window: str | None = "tukey") -> d
       curve: [{spatial_frequency, frc, half_bit_threshold, n_pixels}] (frc None where undefined),
       half_bit_crossing_frequency, half_bit_resolution (px = 1/frequency),
       frc50_crossing_frequency, frc50 (px = 1/frequency of the 0.5 crossing),
-      each None (with a ``*_note``) when the curve never crosses; plus window, shape (the box),
+      each None (with a ``*_note``) when the curve never crosses; half_bit_crossed and
+      frc50_crossed (False: never crossed up to Nyquist, so the resolution is at least 2 px;
+      None: undefined); plus window, shape (the box),
       box [row0, row1, col0, col1] (half-open).
     Crossings are the first drop below the criterion, linearly interpolated between rings.
     """
@@ -148,6 +150,10 @@ def fourier_ring_correlation(a, b, mask=None, window: str | None = "tukey") -> d
         fcross, note = _first_crossing(freq, frc, t)
         out[key] = fcross
         out[res_key] = (1.0 / fcross) if fcross else None
+        # crossed: False means "stays above the threshold up to Nyquist" (resolution at least
+        # 2 px); None means the FRC is undefined on every ring.
+        out[f"{key.split('_crossing')[0]}_crossed"] = (
+            True if fcross is not None else (None if note and "undefined" in note else False))
         if note:
             out[f"{res_key}_note"] = note
     return out

@@ -16,6 +16,12 @@ summed amplitude per pattern (``mean_amplitude_sum``, the amplitude-domain analo
 ``mean_counts``, so it is O(1) too). Realspace term (needs labels): mean |amp - Y_amp| (object
 units) + mean |wrap(phase - Y_phi)| (radians). Weights come from ``training.loss_weights``.
 All three are returned (and recorded) whatever their weight.
+
+Detector masks: ``valid`` (bool, broadcastable to the counts, True = measured pixel) excludes bad
+pixels from the Poisson and MAE sums (never zero-filled or inpainted): the count at a masked pixel
+is replaced by a harmless value before any arithmetic and its term is dropped, so neither the loss
+nor its gradient depends on what the file holds there (NaN included). The normaliser statistics take
+the same mask. ``valid=None`` means every pixel is valid (bit-identical to the unmasked code path).
 """
 
 from __future__ import annotations
@@ -42,8 +48,12 @@ class LossNormaliser:
         return asdict(self)
 
     @classmethod
-    def from_counts(cls, counts: np.ndarray, target_factor: float = 1.0) -> LossNormaliser:
+    def from_counts(cls, counts: np.ndarray, target_factor: float = 1.0,
+                    valid: np.ndarray | None = None) -> LossNormaliser:
+        """``valid``: optional (N, N) bool detector mask, True = measured (masked pixels ignored)."""
         c = np.asarray(counts).reshape(-1, counts.shape[-2] * counts.shape[-1]).astype(np.float64)
+        if valid is not None:
+            c = np.where(np.asarray(valid, dtype=bool).reshape(1, -1), c, 0.0)
         c = c * target_factor
         mc = float(c.sum(axis=1).mean())
         ma = float(np.sqrt(c).sum(axis=1).mean())
@@ -57,23 +67,40 @@ def _work_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float32 if t.device.type == "mps" else torch.float64
 
 
-def poisson_nll(lam: torch.Tensor, counts: torch.Tensor, mean_counts: float) -> torch.Tensor:
-    """Per-pattern normalised Poisson NLL minus its saturated value, shape lam.shape[:-2]."""
+def _masked(i: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Counts with masked pixels set to 0 (their terms are dropped afterwards)."""
+    if valid is None:
+        return i
+    return torch.where(valid.to(device=i.device, dtype=torch.bool), i, torch.zeros_like(i))
+
+
+def _drop(term: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    if valid is None:
+        return term
+    return torch.where(valid.to(device=term.device, dtype=torch.bool), term, torch.zeros_like(term))
+
+
+def poisson_nll(lam: torch.Tensor, counts: torch.Tensor, mean_counts: float,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pattern normalised Poisson NLL minus its saturated value, shape lam.shape[:-2].
+
+    ``valid``: optional bool mask broadcastable to ``counts`` (True = measured pixel)."""
     dt = _work_dtype(lam)
     lam = lam.to(dt).clamp_min(LAM_MIN)
-    i = counts.to(dt)
+    i = _masked(counts.to(dt), valid)
     pos = i > 0
     safe_i = torch.where(pos, i, torch.ones_like(i))
     diff = lam - i
     term = diff - torch.where(pos, i * torch.log1p(diff / safe_i), torch.zeros_like(i))
-    return term.sum(dim=(-2, -1)) / mean_counts
+    return _drop(term, valid).sum(dim=(-2, -1)) / mean_counts
 
 
-def amplitude_mae(lam: torch.Tensor, counts: torch.Tensor, mean_amplitude_sum: float) -> torch.Tensor:
+def amplitude_mae(lam: torch.Tensor, counts: torch.Tensor, mean_amplitude_sum: float,
+                  valid: torch.Tensor | None = None) -> torch.Tensor:
     dt = _work_dtype(lam)
     a = lam.to(dt).clamp_min(LAM_MIN).sqrt()
-    b = counts.to(dt).clamp_min(0).sqrt()
-    return (a - b).abs().sum(dim=(-2, -1)) / mean_amplitude_sum
+    b = _masked(counts.to(dt), valid).clamp_min(0).sqrt()
+    return _drop((a - b).abs(), valid).sum(dim=(-2, -1)) / mean_amplitude_sum
 
 
 def realspace_error(amp: torch.Tensor, phase: torch.Tensor, y_amp: torch.Tensor,
@@ -84,11 +111,12 @@ def realspace_error(amp: torch.Tensor, phase: torch.Tensor, y_amp: torch.Tensor,
 
 def compute_losses(out, counts: torch.Tensor, norm: LossNormaliser, weights: LossWeights,
                    y_amp: torch.Tensor | None = None, y_phi: torch.Tensor | None = None,
-                   ) -> dict[str, torch.Tensor]:
+                   valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Batch losses (means over patterns). ``out`` is a PINNOutput, ``counts`` the contract's
-    targets. Returns {'loss', 'nll', 'mae', 'realspace'} scalars; 'loss' is the weighted sum."""
-    nll = poisson_nll(out.lam, counts, norm.mean_counts).mean()
-    mae = amplitude_mae(out.lam, counts, norm.mean_amplitude_sum).mean()
+    targets, ``valid`` an optional bool detector mask broadcastable to them (True = measured).
+    Returns {'loss', 'nll', 'mae', 'realspace'} scalars; 'loss' is the weighted sum."""
+    nll = poisson_nll(out.lam, counts, norm.mean_counts, valid).mean()
+    mae = amplitude_mae(out.lam, counts, norm.mean_amplitude_sum, valid).mean()
     total = weights.nll * nll + weights.mae * mae
     if y_amp is not None and y_phi is not None:
         rs = realspace_error(out.amplitude, out.phase, y_amp, y_phi).mean().to(nll.dtype)

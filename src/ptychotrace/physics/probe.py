@@ -110,3 +110,12 @@ def amplitude_stats(probe: np.ndarray) -> dict:
     return {"min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()),
             "std": float(a.std()), "l2_norm": float(np.sqrt((a**2).sum())),
             "energy": float((a**2).sum())}
+
+
+def probe_fingerprint(probe: np.ndarray) -> str:
+    """``sha256:<hex>`` of the probe's complex64 C-order bytes (identifies a physical probe
+    exactly; compatibility between probes is judged by a distance, not by this hash)."""
+    import hashlib
+
+    data = np.ascontiguousarray(probe, dtype=np.complex64)
+    return "sha256:" + hashlib.sha256(data.tobytes()).hexdigest()

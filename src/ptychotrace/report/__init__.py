@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..format import format_value
 from ..telemetry.scale_chain import RATIO_DEFS
 from ..telemetry.stats import dig as _dig
 from ..telemetry.writers import NON_FINITE_KEY, write_bytes, write_text
@@ -91,21 +91,8 @@ def _is_num(x: Any) -> bool:
 
 
 def fmt(x: Any, unit: str = "", digits: int = 4) -> str:
-    """A number for a person: 4 significant digits, integers with thousands separators, the unit
-    after a space; ``None`` and non-finite values are "n/a", booleans "yes"/"no"."""
-    if x is None:
-        return "n/a"
-    if isinstance(x, (bool, np.bool_)):
-        return "yes" if x else "no"
-    if isinstance(x, (int, np.integer)):
-        text = f"{int(x):,}"
-    elif isinstance(x, (float, np.floating)):
-        if not math.isfinite(float(x)):
-            return "n/a"
-        text = f"{float(x):.{digits}g}"
-    else:
-        return str(x)
-    return f"{text} {unit}" if unit else text
+    """A number for a person (the one helper, :func:`ptychotrace.format.format_value`)."""
+    return format_value(x, unit, digits)
 
 
 def _pct_of_fraction(x: Any) -> str:

@@ -15,7 +15,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["image_png", "training_curves_png", "frc_png", "is_loss_metric", "PNG_SIGNATURE"]
+from ..format import format_value
+
+__all__ = ["image_png", "comparison_png", "training_curves_png", "frc_png", "is_loss_metric",
+           "symmetric_limit", "BAD_COLOUR", "PNG_SIGNATURE"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Metric names (without a ``val_`` prefix) drawn with a log y axis.
@@ -51,46 +54,126 @@ def _finite_or_nan(values: Sequence[Any]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # images
 # --------------------------------------------------------------------------------------------
-def image_png(array: np.ndarray, title: str, kind: str, unit: str,
-              limits: tuple[float, float] | None = None) -> bytes | None:
-    """One image panel with a colour bar.
+#: Colour of pixels with no value (uncovered, not illuminated, non-finite): not a data colour.
+BAD_COLOUR = "#d9d9d9"
 
-    kind: "amplitude" (viridis), "phase" (twilight, a cyclic map for radians) or "difference"
-    (RdBu_r, symmetric about 0 at the 99th percentile of |value|). ``limits`` fixes the colour
-    range (so truth and prediction share one); otherwise the finite min and max are used.
-    Non-finite pixels are drawn transparent. Returns None when no pixel is finite.
-    """
-    a = np.asarray(array, dtype=np.float64)
-    a = np.squeeze(a)
+
+def symmetric_limit(*arrays: np.ndarray, fallback: float = math.pi) -> float:
+    """Half-width of a symmetric colour range fitted to the data: max |finite value| over the
+    arrays (phases in rad, differences), ``fallback`` when nothing is finite or all are 0."""
+    peak = 0.0
+    for a in arrays:
+        a = np.asarray(a, dtype=np.float64)
+        fin = a[np.isfinite(a)]
+        if fin.size:
+            peak = max(peak, float(np.max(np.abs(fin))))
+    return peak if peak > 0 else fallback
+
+
+def _prepared(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    a = np.squeeze(np.asarray(array, dtype=np.float64))
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {np.shape(array)}")
+    if mask is not None:
+        a = np.where(np.asarray(mask, dtype=bool), a, np.nan)
+    return a
+
+
+def _colour_range(a: np.ndarray, kind: str, limits) -> tuple[float, float, str, str]:
+    """(vmin, vmax, cmap, range note) for an image of ``kind``."""
     finite = a[np.isfinite(a)]
-    if finite.size == 0:
-        return None
     if kind == "difference":
-        half = float(np.percentile(np.abs(finite), 99)) or float(np.max(np.abs(finite))) or 1.0
-        vmin, vmax, cmap = -half, half, "RdBu_r"
-    else:
-        vmin, vmax = limits if limits is not None else (float(finite.min()), float(finite.max()))
-        cmap = "twilight" if kind == "phase" else "viridis"
+        half = max(abs(float(limits[0])), abs(float(limits[1]))) if limits is not None else (
+            float(np.percentile(np.abs(finite), 99)) or float(np.max(np.abs(finite))) or 1.0)
+        return -half, half, "RdBu_r", f"±{format_value(half)}"
+    if kind == "phase":
+        half = (max(abs(float(limits[0])), abs(float(limits[1]))) if limits is not None
+                else symmetric_limit(finite))
+        return -half, half, "twilight_shifted" if half < math.pi else "twilight", \
+            f"±{format_value(half)}"
+    vmin, vmax = limits if limits is not None else (float(finite.min()), float(finite.max()))
     if vmin == vmax:  # a constant image still gets a readable colour bar
         vmin, vmax = vmin - 0.5, vmax + 0.5
-    aspect = min(max(a.shape[1] / a.shape[0], 0.6), 1.6)
-    height = 3.2
-    width = 2.5 * aspect + 1.5  # image + margins + colour bar (inches)
-    fig = _figure(width, height)
-    ax = fig.add_axes((0.55 / width, 0.42 / height, 2.5 * aspect / width, 2.5 / height))
-    cax = fig.add_axes(((0.55 + 2.5 * aspect + 0.12) / width, 0.42 / height, 0.12 / width,
-                        2.5 / height))
-    im = ax.imshow(np.ma.masked_invalid(a), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
-                   aspect="auto")
-    ax.set_title(title, fontsize=10)
+    return float(vmin), float(vmax), "viridis", f"{format_value(vmin)} to {format_value(vmax)}"
+
+
+def _panel(fig, ax, cax, a: np.ndarray, title: str, kind: str, unit: str, limits) -> None:
+    import matplotlib
+
+    vmin, vmax, cmap, note = _colour_range(a, kind, limits)
+    cm = matplotlib.colormaps[cmap].with_extremes(bad=BAD_COLOUR)
+    im = ax.imshow(np.ma.masked_invalid(a), cmap=cm, vmin=vmin, vmax=vmax,
+                   interpolation="nearest", aspect="auto")
+    ax.set_title(title, fontsize=9)
     ax.set_xlabel("x (px)", fontsize=8, labelpad=1)
     ax.set_ylabel("y (px)", fontsize=8, labelpad=1)
     ax.tick_params(labelsize=7)
     cb = fig.colorbar(im, cax=cax)
-    cb.set_label(unit, fontsize=8)
+    cb.set_label(f"{unit} [{note}]" if unit else note, fontsize=7)
     cb.ax.tick_params(labelsize=7)
+
+
+def image_png(array: np.ndarray, title: str, kind: str, unit: str,
+              limits: tuple[float, float] | None = None,
+              mask: np.ndarray | None = None) -> bytes | None:
+    """One image panel with a colour bar: the one image writer of the project.
+
+    kind: "amplitude" (viridis, ``limits`` or the finite min/max), "phase" (cyclic map, range
+    symmetric about 0 fitted to the data, or ``limits`` (-h, h)) or "difference" (RdBu_r,
+    symmetric at the 99th percentile of |value|, or ``limits``). ``mask`` (bool): pixels outside
+    it have no value and are drawn in BAD_COLOUR, as non-finite pixels are; never as 0. The colour
+    range is stated on the colour bar. Returns None when no pixel is finite.
+    """
+    a = _prepared(array, mask)
+    if not np.isfinite(a).any():
+        return None
+    aspect = min(max(a.shape[1] / a.shape[0], 0.6), 1.6)
+    height = 3.2
+    width = 2.5 * aspect + 1.6  # image + margins + colour bar (inches)
+    fig = _figure(width, height)
+    ax = fig.add_axes((0.55 / width, 0.42 / height, 2.5 * aspect / width, 2.5 / height))
+    cax = fig.add_axes(((0.55 + 2.5 * aspect + 0.12) / width, 0.42 / height, 0.12 / width,
+                        2.5 / height))
+    _panel(fig, ax, cax, a, title, kind, unit, limits)
+    return _png(fig)
+
+
+def comparison_png(rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray, str]],
+                   mask: np.ndarray | None = None, title: str = "") -> bytes | None:
+    """Truth | prediction | difference side by side, one row per channel, on shared scales.
+
+    rows: (kind "amplitude" | "phase", truth, prediction, difference, unit). Truth and prediction
+    share one colour range per row (amplitude: their joint min/max on the mask; phase: symmetric,
+    fitted to both); the difference is symmetric about 0. Pixels outside ``mask`` are BAD_COLOUR.
+    """
+    if not rows:
+        return None
+    width, height = 10.6, 3.1 * len(rows) + 0.4
+    fig = _figure(width, height)
+    for r, (kind, truth, pred, diff, unit) in enumerate(rows):
+        t, p, d = (_prepared(x, mask) for x in (truth, pred, diff))
+        both = np.concatenate([t[np.isfinite(t)], p[np.isfinite(p)]])
+        if both.size == 0:
+            continue
+        if kind == "phase":
+            h = symmetric_limit(both)
+            limits = (-h, h)
+        else:
+            limits = (float(both.min()), float(both.max()))
+        dh = symmetric_limit(d, fallback=1.0)
+        top = 1 - (0.4 + 3.1 * r) / height
+        for c, (img, name, k, lim) in enumerate(((t, "truth", kind, limits),
+                                                 (p, "prediction", kind, limits),
+                                                 (d, "prediction - truth", "difference",
+                                                  (-dh, dh)))):
+            left = (0.6 + c * 3.5) / width
+            ax = fig.add_axes((left, top - 2.55 / height, 2.45 / width, 2.4 / height))
+            cax = fig.add_axes((left + 2.55 / width, top - 2.55 / height, 0.1 / width,
+                                2.4 / height))
+            if np.isfinite(img).any():
+                _panel(fig, ax, cax, img, f"{kind}: {name}", k, unit, lim)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.12 / height)
     return _png(fig)
 
 

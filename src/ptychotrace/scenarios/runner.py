@@ -417,9 +417,16 @@ def run_scenario(req: RunRequest) -> dict[str, Any]:
     with rec.stage("simulate"):
         _fault(req, "simulate")
         ds = _stage_data(req, rec, log)
+    train_ds, manifest = ds, None  # issue #12: train on a corpus, infer/compare on ds's test split
+    if cfg.corpus.enabled:
+        with rec.stage("corpus"):
+            from ..data.corpus import build_training_dataset
+
+            train_ds, manifest = build_training_dataset(cfg, ds, out / "corpus_cache", log=log)
+            rec.set_block("training_corpus", manifest.model_dump(mode="json"))
     with rec.stage("group"):
         _fault(req, "group")
-        data = _stage_group(req, rec, ds, log)
+        data = _stage_group(req, rec, train_ds, log)
         test_groups = build_grouped(ds, "test", cfg.simulation.gridsize,
                                     cfg.grouping.requested_groups, cfg.grouping.neighbor_count,
                                     cfg.grouping.group_seed, data.input_gain)
@@ -427,7 +434,10 @@ def run_scenario(req: RunRequest) -> dict[str, Any]:
             0 if data.val is None else len(data.val)), len(test_groups), cfg.inference.group_limit))
     with rec.stage("train"):
         _fault(req, "train")
-        model, result = _stage_train(req, rec, ds, data, log)
+        model, result = _stage_train(req, rec, train_ds, data, log)
+        from ..train.model_card import write_card_for_training
+
+        write_card_for_training(cfg, train_ds, result.to_dict(), out, req.data_path, manifest)
     with rec.stage("infer"):
         _fault(req, "infer")
         pred = _stage_infer(req, rec, ds, model, log)

@@ -89,13 +89,9 @@ def array_stats(a: np.ndarray, note: str | None = None) -> dict[str, Any]:
 
 def format_number(x: Any, digits: int = 4) -> str:
     """Compact human form of a number for Markdown tables ("n/a" for None/non-numbers)."""
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    if isinstance(x, (float, np.floating)):
-        return f"{float(x):.{digits}g}"
-    return "n/a" if x is None else str(x)
+    from ..format import format_value
+
+    return format_value(x, digits=digits, thousands=False)
 
 
 def dig(d: Any, *keys: str) -> Any:

@@ -1,0 +1,75 @@
+"""Typed records: producers' output validates, renamed fields fail, round trips keep notes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ptychotrace.records import (
+    BaselineMetadata,
+    ComparisonRecord,
+    RecordError,
+    RunMetadata,
+)
+from ptychotrace.records import examples as ex
+from ptychotrace.stages.evaluate import evaluate
+
+
+def test_comparison_round_trip_keeps_notes_and_validates(tmp_path):
+    cmp = ex.comparison_record()
+    path = cmp.write(tmp_path / "comparison_metrics.json")
+    back = ComparisonRecord.read(path)
+    assert back == cmp
+    assert back.schema_version == cmp.schema_version
+    # a constant truth phase: ssim is null and a note says why (kept as an extra key)
+    pred, truth, covered = ex.synthetic_pair()
+    flat = np.abs(truth).astype(np.complex64)
+    rec = evaluate(pred, flat, covered)
+    assert rec.phase.pearson_r is None and rec.phase.note_for("pearson_r")
+
+
+@pytest.mark.parametrize("path,key", [(("amplitude",), "pearson_r"), (("phase",), "ssim"),
+                                      ((), "prediction_scale"), (("full_canvas",), "amplitude")])
+def test_renamed_field_fails_validation(path, key):
+    d = ex.comparison_record().dump()
+    node = d
+    for p in path:
+        node = node[p]
+    node[key + "_renamed"] = node.pop(key)
+    with pytest.raises(RecordError, match=key):
+        ComparisonRecord.parse(d)
+
+
+def test_run_metadata_and_baseline_records_round_trip(tmp_path):
+    cmp = ex.comparison_record(seed=1)
+    root = ex.write_run_dir(tmp_path / "run", comparison=cmp)
+    meta = RunMetadata.read(root / "run_metadata.json")
+    assert meta.finished_ok and meta.comparison.amplitude.ssim == cmp.amplitude.ssim
+    assert meta.inference.seconds.total > 0
+    b = ex.baseline_metadata(cmp)
+    b.write(tmp_path / "b.json")
+    assert BaselineMetadata.read(tmp_path / "b.json").comparison == cmp.headline()
+
+
+def test_unreadable_or_missing_record_names_the_file(tmp_path):
+    with pytest.raises(RecordError, match="no such file"):
+        RunMetadata.read(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"status": "ok"}))
+    with pytest.raises(RecordError, match="bad.json.*scenario"):
+        RunMetadata.read(bad)
+
+
+def test_frc_never_crossed_is_reported_as_such():
+    from ptychotrace.format import format_resolution
+
+    pred, truth, covered = ex.synthetic_pair(noise=0.0)
+    rec = evaluate(truth, truth, covered)
+    frc = rec.amplitude.frc
+    assert frc.half_bit_resolution is None and frc.half_bit_crossed is False
+    assert "threshold not crossed" in format_resolution(frc)
+    noisy = ex.comparison_record(noise=2.0)
+    assert noisy.amplitude.frc.half_bit_crossed in (True, False)
+    assert format_resolution(None) == "n/a"
