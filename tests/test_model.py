@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ptychotrace.config import LossWeights, MeasurementContract, resolve_scenario
 from ptychotrace.data.container import build_grouped, train_input_gain, truth_patches
 from ptychotrace.model.losses import LossNormaliser, amplitude_mae, compute_losses, poisson_nll
-from ptychotrace.model.network import NetworkConfig, PtychoNet
+from ptychotrace.model.network import NetworkConfig, PtychoNet, network_macs
 from ptychotrace.model.pinn import PINN, estimate_amplitude_reference
 from ptychotrace.physics.stitching import merge_group
 from ptychotrace.simulate import simulate
@@ -173,3 +173,64 @@ def test_initial_network_output_depends_on_its_input(activation):
     for name, p in net.named_parameters():
         if name.endswith("bias"):
             assert float(p.detach().abs().max()) == 0.0, name
+
+
+VARIANTS = [("plain", "none", False), ("unet", "none", False), ("plain", "group", False),
+            ("plain", "none", True), ("unet", "group", True)]
+
+
+@pytest.mark.parametrize("arch,norm,residual", VARIANTS)
+@pytest.mark.parametrize("gridsize,support", [(1, "central"), (2, "full")])
+def test_network_variants_shapes_and_gradients(arch, norm, residual, gridsize, support):
+    """Every issue-#12 variant maps (B, C, N, N) to (B, C, N, N) object patches, keeps the neutral
+    output amp_ref with a zeroed amplitude head, and every parameter gets a gradient."""
+    c = gridsize**2
+    torch.manual_seed(0)
+    net = PtychoNet(NetworkConfig(N=32, gridsize=gridsize, amp_ref=2.0, object_support=support,
+                                  arch=arch, norm=norm, residual=residual))
+    x = torch.rand(3, c, 32, 32)
+    amp, phase = net(x)
+    assert amp.shape == phase.shape == (3, c, 32, 32)
+    (amp.square().mean() + phase.square().mean()).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().max()) > 0, name
+    with torch.no_grad():
+        for p in net.amp_decoder.head.parameters():
+            p.zero_()
+        amp0, _ = net(x)
+    inside = amp0[..., 8:24, 8:24]
+    assert torch.allclose(inside, torch.full_like(inside, 2.0), rtol=1e-5)
+
+
+def test_plain_network_keeps_the_pre_issue12_layout():
+    """Checkpoints written before the variants existed (no arch/norm/residual keys, Sequential
+    blocks) still load into the default network."""
+    old = {"N": 32, "gridsize": 1, "width": 1, "amp_ref": 1.5, "object_support": "full"}
+    cfg = NetworkConfig.from_dict(old)
+    assert (cfg.arch, cfg.norm, cfg.residual) == ("plain", "none", False)
+    keys = set(PtychoNet(cfg).state_dict())
+    assert {"encoder.0.0.weight", "encoder.0.2.weight", "amp_decoder.blocks.0.2.bias",
+            "amp_decoder.head.weight"} <= keys
+    assert not any("proj" in k or "body" in k for k in keys)
+    unet = set(PtychoNet(NetworkConfig(N=32, arch="unet", norm="group", residual=True)).state_dict())
+    assert any("proj" in k for k in unet) and unet != keys
+    with pytest.raises(ValueError, match="arch"):
+        PtychoNet(NetworkConfig(N=32, arch="vit"))
+    with pytest.raises(ValueError, match="norm"):
+        PtychoNet(NetworkConfig(N=32, norm="batch"))
+
+
+@pytest.mark.parametrize("arch,support", [("plain", "central"), ("unet", "full")])
+def test_network_macs_match_torch_flop_counter(arch, support):
+    """network_macs counts the convolutions' multiply-accumulates; torch's FlopCounterMode counts
+    2 FLOPs per MAC for convolutions (everything else it counts is excluded here)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = NetworkConfig(N=64, arch=arch, object_support=support, amp_ref=1.0)
+    macs = network_macs(cfg)
+    net = PtychoNet(cfg).eval()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        net(torch.zeros(1, 1, 64, 64))
+    conv_flops = sum(v for k, v in fc.get_flop_counts()["Global"].items() if "convolution" in str(k))
+    assert macs["macs_per_group"] * 2 == conv_flops
+    assert macs["parameters"] == sum(p.numel() for p in net.parameters())

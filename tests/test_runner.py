@@ -178,3 +178,19 @@ def test_profile_override_is_warned_and_recorded():
     assert profile["skipped"]["training.batch_size"]["preferred"] == 8
     assert warnings and "batch_size" in warnings[0]
     assert cfg.simulation.train_count + cfg.simulation.test_count == cfg.simulation.total_images
+
+
+def test_network_only_quality_is_reported_next_to_the_refined_one(tiny_run):
+    """Issue #12: with refinement on (the default), the run also scores the network's stitched
+    object before refinement, with the same recipe, in comparison_metrics.json, run_metadata and
+    the summary."""
+    out, meta = tiny_run
+    cmp = _load(out / "comparison_metrics.json")
+    net = cmp["network_only"]["amplitude"]
+    assert -1 <= net["pearson_r"] <= 1 and net["ssim"] is not None
+    assert net["ssim"] != cmp["amplitude"]["ssim"]      # a different object, not the refined one
+    block = meta["comparison_network_only"]
+    assert block["amplitude"]["ssim"] == pytest.approx(net["ssim"])
+    assert block["least_squares_scale"] > 0
+    summary = (out / "gs1_ideal_comparison_summary.md").read_text()
+    assert "network only (before refinement)" in summary

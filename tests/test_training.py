@@ -204,3 +204,70 @@ def test_two_process_gloo_ddp_matches_single_process_kind(tiny_ds, tmp_path):
     assert 1 / 3 < ratio < 3, (ddp_loss, single.final_loss)
     ckpt = load_checkpoint(tmp_path / "ddp", "last")
     assert ckpt["metadata"]["world_size"] == 2
+
+
+def test_collapse_guard_warns_records_recovers_then_stops(tiny_ds, tmp_path):
+    """Force a flat amplitude (zeroed amplitude head: the output is amp_ref everywhere, std/mean
+    exactly 0) at the end of epochs 2 and 3. With one recovery allowed, epoch 2 is caught at once:
+    warning, event recorded, best weights (epoch 1) reloaded, Adam restarted at 0.3x the lr, and
+    the collapsed weights never become 'best'; epoch 3's collapse exhausts the recoveries and the
+    run stops with status 'collapsed' instead of training on."""
+    cfg = tiny_config(**{"training.nepochs": 4, "training.collapse_max_recoveries": 1})
+    poison_steps = set()
+
+    def flatten(model, epoch, step):
+        if epoch in (2, 3) and step == epoch * 4:     # 27 train groups / batch 8: 4 steps/epoch
+            poison_steps.add(step)
+            with torch.no_grad():
+                for p in model.net.amp_decoder.head.parameters():
+                    p.zero_()
+
+    seen = {}
+
+    def after_epoch(trainer, epoch, ep):
+        if epoch == 2:     # right after the recovery: the model holds the epoch-1 weights
+            best = load_checkpoint(trainer.best_path)
+            seen["best_epoch"] = best["metadata"]["epoch"]
+            seen["same"] = all(torch.equal(v, trainer.model.net.state_dict()[k])
+                               for k, v in best["model_state"].items())
+            seen["lr"] = trainer.opt.param_groups[0]["lr"]
+
+    messages = []
+    res = train(cfg, tiny_ds, tmp_path, progress=False, log=messages.append,
+                hooks={"after_step": flatten, "after_epoch": after_epoch})
+    assert poison_steps == {8, 12}
+    assert res.status == "collapsed" and res.epochs_completed == 3
+    ev = res.collapse_events
+    assert [e["epoch"] for e in ev] == [2, 3]
+    assert ev[0]["pred_amp_cv"] < 1e-6 < ev[0]["reference_cv"] and ev[0]["reference_epoch"] == 1
+    assert ev[0]["restored_epoch"] == 1 and ev[0]["lr_after"] == pytest.approx(0.3 * ev[0]["lr_before"])
+    assert ev[1]["action"] == "stopped"
+    assert seen == {"best_epoch": 1, "same": True, "lr": pytest.approx(0.3 * ev[0]["lr_before"])}
+    warnings = [m for m in messages if "amplitude collapse" in m]
+    assert len(warnings) == 2 and "reloaded the best weights (epoch 1)" in warnings[0]
+    hist = json.loads(Path(res.history_path).read_text())
+    assert [e["epoch"] for e in hist["events"]] == [2, 3]
+    assert hist["metrics"]["pred_amp_cv"][0] > 0 and hist["metrics"]["pred_amp_cv"][1] < 1e-6
+    assert load_checkpoint(tmp_path, "best")["metadata"]["epoch"] == 1   # never a flat epoch
+    # guard off: the same poisoning goes unnoticed (the check can fail)
+    off = train(tiny_config(**{"training.nepochs": 2, "training.collapse_guard": False}), tiny_ds,
+                tmp_path / "off", progress=False, log=lambda *a: None, hooks={"after_step": flatten})
+    assert off.status == "completed" and off.collapse_events == []
+
+
+def test_cosine_schedule_follows_the_formula():
+    from ptychotrace.train.trainer import _make_scheduler
+
+    tr = tiny_config(**{"training.lr_schedule": "cosine", "training.lr": 1e-3,
+                        "training.lr_floor": 1e-4}).training
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=tr.lr)
+    sched = _make_scheduler(opt, tr, 4)
+    lrs = []
+    for _ in range(5):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    want = [1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + np.cos(np.pi * t / 4)) for t in range(5)]
+    assert lrs == pytest.approx(want, rel=1e-9)
+    plateau = _make_scheduler(opt, tiny_config().training, 4)
+    assert isinstance(plateau, torch.optim.lr_scheduler.ReduceLROnPlateau)

@@ -138,6 +138,22 @@ class TrainingConfig(_Frozen):
     merge_warmup_epochs: int = Field(5, ge=0, description="gridsize > 1: first epochs apply the "
                                      "physics per pattern (no group merge), so the network leaves "
                                      "the flat-object start before the merge couples the channels")
+    # -- issue #12: network variants, schedule, collapse guard (see docs/benchmarks.md) --
+    arch: Literal["plain", "unet"] = Field("plain", description="network: 'plain' encoder -> "
+                                           "decoders, or 'unet' (encoder skips into the decoders)")
+    norm: Literal["none", "group"] = Field("none", description="GroupNorm after each hidden conv")
+    residual: bool = Field(False, description="residual conv blocks")
+    lr_schedule: Literal["plateau", "cosine"] = Field(
+        "plateau", description="'plateau': ReduceLROnPlateau on the monitored loss; 'cosine': "
+        "cosine decay from lr to lr_floor over nepochs (per epoch)")
+    collapse_guard: bool = Field(True, description="stop a collapse to a flat amplitude: warn, "
+                                 "record, reload the best checkpoint and lower the lr")
+    collapse_ratio: float = Field(0.05, gt=0, lt=1, description="collapse when the predicted "
+                                  "amplitude's std/mean on the fixed validation batch falls below "
+                                  "this fraction of its largest value in earlier epochs")
+    collapse_lr_factor: float = Field(0.3, gt=0, lt=1, description="lr multiplier on recovery")
+    collapse_max_recoveries: int = Field(2, ge=0, description="recoveries before training stops "
+                                         "with status 'collapsed'")
 
 
 class InferenceConfig(_Frozen):

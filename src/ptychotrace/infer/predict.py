@@ -72,6 +72,10 @@ class Prediction:
     offsets_axis_max_abs: list[float] = field(default_factory=list)   # [max|dx|, max|dy|] px
     padded_shape: tuple[int, int] = (0, 0)   # stitching canvas (object frame + 2*required_pad)
     fits_canvas: bool = True       # every patch lies inside the padded canvas (checked)
+    #: The network's stitched object before refinement, {"amplitude", "phase"} (H, W) float32
+    #: (issue #12: network-only quality is reported next to the refined one); None when no
+    #: refinement ran (then amplitude/phase above are the network-only object).
+    network_only: dict[str, np.ndarray] | None = None
 
     # Names used by the scenario runner.
     @property
@@ -598,7 +602,9 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
     phase = np.where(covered, np.angle(st_ph.image.numpy()), 0.0).astype(np.float32)
     seconds["stitch"] = time.perf_counter() - t1
     refine_steps = int(cfg.refine_steps)
+    network_only = None
     if refine_steps > 0:
+        network_only = {"amplitude": amplitude.copy(), "phase": phase.copy()}
         t1 = time.perf_counter()
         uniq = np.unique(data.pattern_index.reshape(-1))
         amp_ref = float(ckpt["network"]["amp_ref"])
@@ -622,7 +628,7 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
                       seconds=seconds, steps=steps, groups_available=available,
                       offsets_axis_max_abs=[float(np.abs(data.dx).max()), float(np.abs(data.dy).max())],
                       padded_shape=(shape[0] + 2 * required_pad(n), shape[1] + 2 * required_pad(n)),
-                      fits_canvas=True)
+                      fits_canvas=True, network_only=network_only)
 
 
 def _probe_factor(model: PINN) -> float:

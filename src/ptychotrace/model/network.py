@@ -12,6 +12,14 @@ N/2 x N/2 of the patch and the object is 0 outside it (PtychoPINN's layout; abou
 Hidden activation: ReLU (LeakyReLU(0.1) available; see LEAKY_SLOPE). Hidden convs are He-
 initialised with zero biases so that the untrained network is not a constant map (issue #5).
 
+Variants (issue #12, chosen by measurement in docs/benchmarks.md; ``plain`` / no norm / no
+residual is the original network, state-dict compatible with older checkpoints):
+``arch='unet'`` concatenates each encoder stage's output (before pooling) into the decoder level
+of the same resolution (U-Net skips, both decoders); ``norm='group'`` puts a GroupNorm (8 groups)
+after every hidden conv; ``residual=True`` makes every block ``act(body(x) + proj(x))`` with a 1x1
+projection where the width changes. Note that the input lives in diffraction space and the output
+in real space, so a skip carries features, not spatially corresponding pixels.
+
 Amplitude head: ``amp_ref * softplus(z) / ln 2`` -- range (0, inf), so it reaches any object
 amplitude (the lines object spans ~0.6-5); at z = 0 it outputs ``amp_ref``, a data-derived
 estimate of the mean object amplitude (see ``estimate_amplitude_reference``), so the physical
@@ -59,6 +67,9 @@ class NetworkConfig:
     amp_ref: float = 1.0
     object_support: str = "full"   # "full" | "central" (object confined to the central N/2)
     activation: str = "relu"  # hidden activation: "relu" | "leaky_relu" (slope 0.1)
+    arch: str = "plain"       # "plain" (encoder -> decoders) | "unet" (skip connections)
+    norm: str = "none"        # "none" | "group" (GroupNorm after every hidden conv)
+    residual: bool = False    # residual conv blocks (1x1 projection where the width changes)
 
     @property
     def channels(self) -> int:
@@ -86,7 +97,8 @@ class NetworkConfig:
     def from_dict(cls, d: dict) -> NetworkConfig:
         return cls(N=int(d["N"]), gridsize=int(d["gridsize"]), width=int(d["width"]),
                    amp_ref=float(d["amp_ref"]), object_support=str(d.get("object_support", "full")),
-                   activation=str(d.get("activation", "relu")))
+                   activation=str(d.get("activation", "relu")), arch=str(d.get("arch", "plain")),
+                   norm=str(d.get("norm", "none")), residual=bool(d.get("residual", False)))
 
 
 #: Negative slope of the optional LeakyReLU. Measured on gs1_custom: with ReLU the amplitude
@@ -127,25 +139,63 @@ def _init_hidden(module: nn.Module, act: str, skip: tuple[nn.Module, ...] = ()) 
             nn.init.zeros_(m.bias)
 
 
-def _block(cin: int, cout: int, act: str = "relu") -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), _act(act),
-                         nn.Conv2d(cout, cout, 3, padding=1), _act(act))
+#: GroupNorm groups (every hidden width here is a multiple of 8: 32 x width and up).
+NORM_GROUPS = 8
+
+
+def _norm(name: str, channels: int) -> list[nn.Module]:
+    if name == "none":
+        return []
+    if name == "group":
+        return [nn.GroupNorm(min(NORM_GROUPS, channels), channels)]
+    raise ValueError(f"norm must be 'none' or 'group', got {name!r}")
+
+
+class _Residual(nn.Module):
+    """``act(body(x) + proj(x))``; ``proj`` is a 1x1 conv where the width changes."""
+
+    def __init__(self, body: nn.Module, cin: int, cout: int, act: str):
+        super().__init__()
+        self.body = body
+        self.proj = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+        self.act = _act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.proj(x))
+
+
+def _block(cin: int, cout: int, act: str = "relu", norm: str = "none",
+           residual: bool = False) -> nn.Module:
+    """(conv3x3 [-norm] -act) x 2; plain/no-norm keeps the original Sequential(conv, act, conv,
+    act) layout (same state-dict keys as older checkpoints)."""
+    first = [nn.Conv2d(cin, cout, 3, padding=1), *_norm(norm, cout), _act(act)]
+    second = [nn.Conv2d(cout, cout, 3, padding=1), *_norm(norm, cout)]
+    if residual:
+        return _Residual(nn.Sequential(*first, *second), cin, cout, act)
+    return nn.Sequential(*first, *second, _act(act))
 
 
 class _Decoder(nn.Module):
-    """``levels`` x (2x nearest upsampling + conv block), then a 3x3 conv to ``out_channels``."""
+    """``levels`` x (2x nearest upsampling [+ concat encoder skip] + conv block), then a 3x3 conv
+    to ``out_channels``. ``skips``: channels of the encoder skip per level (0 = none)."""
 
-    def __init__(self, filters: tuple[int, ...], out_channels: int, levels: int, act: str):
+    def __init__(self, filters: tuple[int, ...], out_channels: int, levels: int, act: str,
+                 norm: str = "none", residual: bool = False, skips: tuple[int, ...] | None = None):
         super().__init__()
         rev = list(reversed(filters))
         outs = [rev[i + 1] if i + 1 < len(rev) else rev[-1] for i in range(levels)]
         ins = [rev[0]] + outs[:-1]
-        self.blocks = nn.ModuleList(_block(a, b, act) for a, b in zip(ins, outs, strict=True))
+        skips = skips or (0,) * levels
+        self.blocks = nn.ModuleList(_block(a + s, b, act, norm, residual)
+                                    for a, b, s in zip(ins, outs, skips, strict=True))
         self.head = nn.Conv2d(outs[-1], out_channels, 3, padding=1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        for blk in self.blocks:
-            z = blk(F.interpolate(z, scale_factor=2, mode="nearest"))
+    def forward(self, z: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        for i, blk in enumerate(self.blocks):
+            z = F.interpolate(z, scale_factor=2, mode="nearest")
+            if skips:
+                z = torch.cat([z, skips[i]], dim=1)
+            z = blk(z)
         return self.head(z)
 
 
@@ -162,13 +212,18 @@ class PtychoNet(nn.Module):
         self.cfg = cfg
         f = cfg.filters
         c = cfg.channels
-        self.encoder = nn.ModuleList(_block(c if i == 0 else f[i - 1], f[i], cfg.activation)
+        if cfg.arch not in ("plain", "unet"):
+            raise ValueError(f"arch must be 'plain' or 'unet', got {cfg.arch!r}")
+        blk = {"act": cfg.activation, "norm": cfg.norm, "residual": cfg.residual}
+        self.encoder = nn.ModuleList(_block(c if i == 0 else f[i - 1], f[i], **blk)
                                      for i in range(len(f)))
         # 'central': the decoders stop one level early (N/2 output, zero-padded to N), as in
         # PtychoPINN; this also skips the two most expensive full-resolution conv blocks.
         levels = len(f) - 1 if cfg.object_support == "central" else len(f)
-        self.amp_decoder = _Decoder(f, c, levels, cfg.activation)
-        self.phase_decoder = _Decoder(f, c, levels, cfg.activation)
+        # U-Net: decoder level j sits at the resolution of encoder stage len(f)-1-j (pre-pool).
+        skips = tuple(f[len(f) - 1 - j] for j in range(levels)) if cfg.arch == "unet" else None
+        self.amp_decoder = _Decoder(f, c, levels, cfg.activation, cfg.norm, cfg.residual, skips)
+        self.phase_decoder = _Decoder(f, c, levels, cfg.activation, cfg.norm, cfg.residual, skips)
         heads = (self.amp_decoder.head, self.phase_decoder.head)
         _init_hidden(self, cfg.activation, skip=heads)
         # Heads: zero bias (neutral point amp_ref / phase 0), default weights x HEAD_INIT_GAIN.
@@ -183,12 +238,36 @@ class PtychoNet(nn.Module):
             raise ValueError(f"network expects (B, {self.cfg.channels}, {self.cfg.N}, {self.cfg.N}) "
                              f"input, got {tuple(x.shape)}")
         z = x
+        feats = []
         for blk in self.encoder:
-            z = F.max_pool2d(blk(z), 2)
-        amp = self.cfg.amp_ref * F.softplus(self.amp_decoder(z)) / math.log(2.0)
-        phase = math.pi * torch.tanh(self.phase_decoder(z))
+            z = blk(z)
+            feats.append(z)
+            z = F.max_pool2d(z, 2)
+        skips = list(reversed(feats)) if self.cfg.arch == "unet" else None
+        amp = self.cfg.amp_ref * F.softplus(self.amp_decoder(z, skips)) / math.log(2.0)
+        phase = math.pi * torch.tanh(self.phase_decoder(z, skips))
         if amp.shape[-1] != self.cfg.N:          # central support: object is 0 outside N/2
             q = (self.cfg.N - amp.shape[-1]) // 2
             amp = F.pad(amp, (q, q, q, q))
             phase = F.pad(phase, (q, q, q, q))
         return amp, phase
+
+
+def network_macs(cfg: NetworkConfig) -> dict:
+    """Multiply-accumulates of one forward pass, counted over the convolutions (the rest --
+    activations, norms, pooling, upsampling -- is O(1) per pixel and ignored). Returns
+    ``{"macs_per_group", "macs_per_pattern", "parameters"}`` (a group is C patterns)."""
+    net = PtychoNet(cfg).eval()
+    total = [0]
+
+    def hook(mod, _inp, out):
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        total[0] += out.numel() * (mod.in_channels // mod.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        net(torch.zeros(1, cfg.channels, cfg.N, cfg.N))
+    for h in handles:
+        h.remove()
+    return {"macs_per_group": int(total[0]), "macs_per_pattern": total[0] / cfg.channels,
+            "parameters": int(sum(p.numel() for p in net.parameters()))}

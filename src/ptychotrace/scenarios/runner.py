@@ -352,6 +352,21 @@ def _stage_compare(req: RunRequest, rec: RunRecorder, ds: Dataset, model, pred, 
         "amplitude": _headline(cmp.get("amplitude")), "phase": _headline(cmp.get("phase")),
         "full_canvas": cmp.get("full_canvas"), "registration": cmp.get("registration"),
         "coverage_fraction": float(cov.mean()), "evaluation_region": cmp.get("evaluation_region")})
+    if getattr(pred, "network_only", None) is not None:   # issue #12: network alone, same recipe
+        net = pred.network_only
+        net_cmp = evaluate_reconstruction(
+            (net["amplitude"] * np.exp(1j * net["phase"])).astype(np.complex64), truth,
+            pred.covered, illuminated, evaluation=cfg.evaluation,
+            recorded_scale=recorded["value"], activation_bound=_activation_bound(model))
+        cmp["network_only"] = {k: net_cmp.get(k) for k in ("amplitude", "phase", "prediction_scale")}
+        write_json(out / "comparison_metrics.json", cmp)
+        na = net_cmp.get("amplitude") or {}
+        rec.set_block("comparison_network_only", {
+            "note": "the network's stitched object before refinement, same evaluation recipe",
+            "amplitude": _headline(na), "phase": _headline(net_cmp.get("phase")),
+            "least_squares_scale": (net_cmp["prediction_scale"].get("least_squares") or {}).get("value")})
+        log(f"compare (network only, before refinement): amplitude pearson {na.get('pearson_r')}, "
+            f"ssim {na.get('ssim')}")
     a = summary.get("amplitude") or {}
     log(f"compare: amplitude pearson {a.get('pearson_r')}, ssim {a.get('ssim')}, bias mean "
         f"{(a.get('bias_summary') or {}).get('mean')}; least-squares scale "
@@ -481,6 +496,10 @@ def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: dict, result) -> No
         lines.append(f"| {label} | {_fmt(ch.get('pearson_r'))} | {_fmt(ch.get('ssim'))} | "
                      f"{_fmt(ch.get('mae'))} | {_fmt(ch.get('rmse'))} | {_fmt(b.get('mean'))} | "
                      f"{_fmt(b.get('median'))} | {_fmt((ch.get('frc') or {}).get('half_bit_resolution'))} |")
+    na = (cmp.get("network_only") or {}).get("amplitude")
+    if na:   # issue #12: the network alone, before the refinement
+        lines.append(f"| amplitude, network only (before refinement) | {_fmt(na.get('pearson_r'))} | "
+                     f"{_fmt(na.get('ssim'))} | {_fmt(na.get('mae'))} | {_fmt(na.get('rmse'))} | | | |")
     ls = scale.get("least_squares") or {}
     lines += ["", f"- coverage fraction: {_fmt(cmp.get('coverage_fraction'))}",
               f"- prediction scale: mode {scale.get('mode')}, value {_fmt(scale.get('value'))}, "
@@ -498,6 +517,8 @@ def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: dict, result) -> No
           f"- NaN detected: {t.get('nan_detected')} (epoch {t.get('first_nan_epoch')}, step "
           f"{t.get('first_nan_step')})",
           f"- throughput: {_fmt(t.get('samples_per_second'))} samples/s on {t.get('device')}",
+          f"- amplitude-collapse events: {len(t.get('collapse_events') or [])} "
+          f"{[e.get('epoch') for e in t.get('collapse_events') or []]}",
           f"- loss weights: {req.config.training.loss_weights.model_dump()}",
           f"- history: {t.get('history_path')}", ""]
     write_text(out / f"{name}_training_summary.md", "\n".join(tl))

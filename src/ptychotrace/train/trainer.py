@@ -1,12 +1,16 @@
-"""PINN training: Adam + ReduceLROnPlateau, validation split, history, checkpoints, resume,
-NaN/Inf guard, optional early stopping and time limit, DDP under torchrun.
+"""PINN training: Adam + ReduceLROnPlateau or cosine schedule, validation split, history,
+checkpoints, resume, NaN/Inf guard, amplitude-collapse guard (guard.py), optional early stopping
+on the validation loss (the Poisson deviance with the default weights) and time limit, DDP under
+torchrun.
 
-Entry point: :func:`train` (config, dataset, output dir) -> :class:`TrainResult`. Files written
+Entry point: :func:`train` (config, dataset, output dir) -> :class:`TrainResult`, a thin wrapper
+around :class:`Trainer`. Records (History, TrainResult, progress bar) live in history.py. The best
+checkpoint (lowest validation loss) is what the runner and ``infer`` load. Files written
 (rank 0 only) under ``<output_dir>/train_outputs/``:
 
 - ``history.json``: ``{"epochs": [1, 2, ...], "steps": [...], "metrics": {name: [...]},
-  "nonfinite": {name: [{"epoch", "step", "value"}]}}``; a non-finite value is stored as null and
-  listed under ``nonfinite``;
+  "nonfinite": {name: [{"epoch", "step", "value"}]}, "events": [...]}``; a non-finite value is
+  stored as null and listed under ``nonfinite``; collapse-guard records are ``events``;
 - ``history_summary.json``: per metric ``{count, last, min, max, first_nan_step, first_nan_epoch,
   has_nan}`` and ``nan_overview {has_nan, metrics}``;
 - ``checkpoints/best.pt`` (lowest validation loss; training loss without a validation split) and
@@ -21,609 +25,378 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
-from ..config import MeasurementContract, RunConfig
-from ..data.container import GroupedData, build_grouped, train_input_gain
+from ..config import RunConfig
 from ..data.dataset import Dataset
-from ..model.losses import LossNormaliser, compute_losses
-from ..model.network import NetworkConfig
-from ..model.pinn import PINN, contract_factors, estimate_amplitude_reference
+from ..model.losses import compute_losses
 from ..telemetry.writers import write_json
 from . import distributed as dd
 from .checkpoint import BEST, CHECKPOINT_DIR, LAST, checkpoint_payload, load_checkpoint, save_checkpoint
+from .guard import GUARD_BATCH, CollapseGuard
+from .history import History, NonFiniteError, TrainResult, _Progress
+from .prep import (
+    AUTO_SUPPORT_MAX_OUTSIDE,
+    TrainingData,
+    _batch,
+    _check_resume_compatible,
+    build_model,
+    evaluate_split,
+    forward_pass_diagnostics,
+    prepare_training_data,
+    resolve_object_support,
+)
+
+__all__ = ["AUTO_SUPPORT_MAX_OUTSIDE", "History", "NonFiniteError", "TrainResult", "Trainer",
+           "TrainingData", "build_model", "evaluate_split", "forward_pass_diagnostics",
+           "prepare_training_data", "resolve_object_support", "train"]
 
 TRAIN_OUTPUTS = "train_outputs"
 #: Metrics recorded every epoch (a 'val_' twin exists for each loss when a validation split exists).
 LOSS_KEYS = ("loss", "nll", "mae", "realspace")
 
 
-class NonFiniteError(RuntimeError):
-    """Raised inside the loop when a loss, metric or gradient is NaN/Inf (caught by train())."""
-
-    def __init__(self, epoch: int, step: int, metric: str, value: float):
-        self.epoch, self.step, self.metric, self.value = epoch, step, metric, value
-        super().__init__(f"non-finite {metric} ({value}) at epoch {epoch}, step {step}; training "
-                         "stopped. History and the last good checkpoint are on disk.")
-
-
-# --------------------------------------------------------------------------------------------
-# History
-# --------------------------------------------------------------------------------------------
-@dataclass
-class History:
-    epochs: list[int] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    metrics: dict[str, list[float | None]] = field(default_factory=dict)
-    nonfinite: dict[str, list[dict]] = field(default_factory=dict)
-
-    def append(self, epoch: int, step: int, values: dict[str, float]) -> None:
-        n = len(self.epochs)
-        self.epochs.append(int(epoch))
-        self.steps.append(int(step))
-        for key in set(self.metrics) | set(values):
-            col = self.metrics.setdefault(key, [None] * n)
-            v = values.get(key)
-            if v is not None and not math.isfinite(float(v)):
-                self.nonfinite.setdefault(key, []).append(
-                    {"epoch": int(epoch), "step": int(step), "value": str(float(v))})
-                v = None
-            col.append(None if v is None else float(v))
-
-    def to_dict(self) -> dict:
-        return {"epochs": list(self.epochs), "steps": list(self.steps),
-                "metrics": {k: list(v) for k, v in self.metrics.items()},
-                "nonfinite": {k: list(v) for k, v in self.nonfinite.items()}}
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> History:
-        if not d:
-            return cls()
-        return cls(list(d["epochs"]), list(d["steps"]),
-                   {k: list(v) for k, v in d["metrics"].items()},
-                   {k: list(v) for k, v in d.get("nonfinite", {}).items()})
-
-    def summary(self) -> dict:
-        per = {}
-        for key, col in self.metrics.items():
-            vals = [v for v in col if v is not None]
-            bad = self.nonfinite.get(key, [])
-            per[key] = {"count": len(vals), "last": vals[-1] if vals else None,
-                        "min": min(vals) if vals else None, "max": max(vals) if vals else None,
-                        "first_nan_step": bad[0]["step"] if bad else None,
-                        "first_nan_epoch": bad[0]["epoch"] if bad else None,
-                        "has_nan": bool(bad)}
-        nan_metrics = sorted(k for k, v in per.items() if v["has_nan"])
-        return {"metrics": per, "epochs_recorded": len(self.epochs),
-                "nan_overview": {"has_nan": bool(nan_metrics), "metrics": nan_metrics}}
-
-
-# --------------------------------------------------------------------------------------------
-# Result
-# --------------------------------------------------------------------------------------------
-@dataclass
-class TrainResult:
-    """What the runner puts under run_metadata ``training``."""
-
-    status: str                          # "completed" | "early_stopped" | "time_limit" | "nan"
-    epochs_completed: int
-    early_stopped: bool
-    final_loss: float | None
-    final_val_loss: float | None
-    best_val_loss: float | None
-    best_epoch: int | None
-    nan_detected: bool
-    first_nan_epoch: int | None
-    first_nan_step: int | None
-    nan_message: str | None
-    history_path: str | None
-    history_summary_path: str | None
-    best_checkpoint: str | None
-    last_checkpoint: str | None
-    samples_per_second: float | None
-    train_seconds: float
-    global_steps: int
-    device: str
-    world_size: int
-    resumed_from: str | None
-    scales: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# --------------------------------------------------------------------------------------------
-# Data preparation (also used by the runner for training-label arrays)
-# --------------------------------------------------------------------------------------------
-@dataclass
-class TrainingData:
-    """Grouped training data, the validation split and the frozen scales."""
-
-    train: GroupedData
-    val: GroupedData | None
-    input_gain: float
-    normaliser: LossNormaliser            # in the contract's target units
-    amp_ref: float
-    dose_scale: float | None
-    dose_mode: str | None
-    val_index: np.ndarray                 # group indices (into the full grouped train split)
-
-    def scales(self, contract: MeasurementContract) -> dict:
-        return {"input_gain": {"value": self.input_gain, "derived_from": "train",
-                               "applies_to": "network input sqrt(counts)*gain"},
-                "dose_scale": {"value": self.dose_scale, "mode": self.dose_mode,
-                               "derived_from": "train (simulation/dataset metadata)"},
-                "loss_normaliser": self.normaliser.to_dict(),
-                "amp_ref": {"value": self.amp_ref,
-                            "formula": "sqrt(mean counts per pattern / sum|P|^2) (train split)"},
-                "contract": MeasurementContract(contract).value}
-
-
-def prepare_training_data(config: RunConfig, ds: Dataset, scales: dict | None = None) -> TrainingData:
-    """Group the training split, split off the (seeded) validation groups and freeze the scales.
-
-    ``scales`` (from a checkpoint) re-uses recorded values instead of re-deriving them."""
-    sim, grp, tr = config.simulation, config.grouping, config.training
-    if ds.patch_size != sim.N:
-        raise ValueError(f"dataset patterns are {ds.patch_size}x{ds.patch_size} but the config says "
-                         f"N={sim.N}; pass --N or fix the config")
-    if scales:
-        gain = float(scales["input_gain"]["value"])
-    else:
-        gain = train_input_gain(ds)
-    full = build_grouped(ds, "train", sim.gridsize, grp.requested_groups, grp.neighbor_count,
-                         grp.group_seed, gain)
-    g = len(full)
-    n_val = int(round(g * tr.validation_fraction)) if tr.validation_fraction > 0 else 0
-    if tr.validation_fraction > 0 and g >= 2:
-        n_val = min(max(n_val, 1), g - 1)
-    perm = np.random.default_rng(tr.seed).permutation(g)
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    dose_scale = ds.dose_scale
-    dose_mode = (ds.metadata.get("dose") or {}).get("mode")
-    _, target_factor = contract_factors(tr.contract, dose_scale)
-    if scales:
-        ln = scales["loss_normaliser"]
-        norm = LossNormaliser(float(ln["mean_counts"]), float(ln["mean_amplitude_sum"]),
-                              ln.get("derived_from", "train"))
-        amp_ref = float(scales["amp_ref"]["value"])
-    else:
-        train_counts = ds.counts[ds.indices("train")]
-        norm = LossNormaliser.from_counts(train_counts, target_factor)
-        amp_ref = estimate_amplitude_reference(norm.mean_counts / target_factor, ds.probe)
-    return TrainingData(train=full.take(train_idx), val=full.take(val_idx) if n_val else None,
-                        input_gain=gain, normaliser=norm, amp_ref=amp_ref, dose_scale=dose_scale,
-                        dose_mode=dose_mode, val_index=val_idx)
-
-
-#: 'auto' object support: central when the probe's energy outside the central N/2 box is below this.
-AUTO_SUPPORT_MAX_OUTSIDE = 1e-3
-
-
-def resolve_object_support(setting: str, probe: np.ndarray, gridsize: int = 1) -> str:
-    """'auto' -> 'central' when gridsize is 1 and the probe illuminates (almost) nothing outside
-    the central N/2 x N/2 box (the object there is never seen; predicting it only costs time),
-    else 'full'. For gridsize > 1 'central' is refused: the group merge (merge_group, window of
-    ones) would average a neighbour's zero padding into the illuminated region (measured: the
-    gs2 loss stalls at ~0.13 with a near-flat amplitude)."""
-    if setting == "central" and gridsize > 1:
-        raise ValueError("object_support 'central' cannot be used with gridsize > 1: the group "
-                         "merge would average the zero padding of neighbouring patches into the "
-                         "object; use 'full' or 'auto'")
-    if setting != "auto":
-        return setting
-    if gridsize > 1:
-        return "full"
-    e = np.abs(np.asarray(probe, dtype=np.complex128)) ** 2
-    n = e.shape[-1]
-    q = n // 4
-    outside = 1.0 - e[q:q + n // 2, q:q + n // 2].sum() / e.sum()
-    return "central" if outside < AUTO_SUPPORT_MAX_OUTSIDE else "full"
-
-
-def build_model(config: RunConfig, ds: Dataset, data: TrainingData) -> PINN:
-    tr = config.training
-    net_cfg = NetworkConfig(N=config.simulation.N, gridsize=config.simulation.gridsize,
-                            width=tr.width, amp_ref=data.amp_ref,
-                            object_support=resolve_object_support(tr.object_support, ds.probe,
-                                                                  config.simulation.gridsize))
-    return PINN(net_cfg, ds.probe, tr.contract, data.dose_scale)
-
-
-def _batch(data: GroupedData, idx: np.ndarray, model: PINN, device: torch.device,
-           need_labels: bool) -> dict[str, torch.Tensor | None]:
-    def t(a, dtype=None):
-        return torch.as_tensor(np.ascontiguousarray(a[idx]), dtype=dtype).to(device)
-
-    out = {"x": t(data.X), "counts": model.targets(t(data.counts)),
-           "dx": t(data.dx, torch.float64), "dy": t(data.dy, torch.float64),
-           "y_amp": None, "y_phi": None}
-    if need_labels and data.Y_amp is not None:
-        out["y_amp"], out["y_phi"] = t(data.Y_amp), t(data.Y_phi)
-    return out
-
-
-def _probe_support(model: PINN) -> torch.Tensor:
-    a = model.probe.abs()
-    return a > 0.1 * a.max()
-
-
-@torch.no_grad()
-def evaluate_split(model: PINN, data: GroupedData, norm: LossNormaliser, weights, device,
-                   batch_size: int = 32) -> dict[str, float]:
-    """Mean losses over a split plus collapse diagnostics of the predicted amplitude
-    (pred_amp_mean / pred_amp_std over the illuminated pixels)."""
-    model.eval()
-    sums: dict[str, float] = {}
-    n = 0
-    support = _probe_support(model)
-    amps = []
-    for start in range(0, len(data), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(data)))
-        b = _batch(data, idx, model, device, need_labels=True)
-        out = model(b["x"], b["dx"], b["dy"])
-        losses = compute_losses(out, b["counts"], norm, weights, b["y_amp"], b["y_phi"])
-        k = len(idx)
-        for key, v in losses.items():
-            sums[key] = sums.get(key, 0.0) + float(v) * k
-        n += k
-        amps.append(out.amplitude[..., support].double().cpu())
-    model.train()
-    res = {key: v / max(n, 1) for key, v in sums.items()}
-    a = torch.cat([x.reshape(-1) for x in amps])
-    res["pred_amp_mean"] = float(a.mean())
-    res["pred_amp_std"] = float(a.std())
-    return res
-
-
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state()}
-
-
-def _config_dict(config: RunConfig) -> dict:
-    return config.to_dict()
-
-
-def _check_resume_compatible(ckpt: dict, config: RunConfig) -> None:
-    net = ckpt["network"]
-    support = resolve_object_support(config.training.object_support, ckpt["physics"]["probe"].numpy(),
-                                     config.simulation.gridsize)
-    want = {"N": config.simulation.N, "gridsize": config.simulation.gridsize,
-            "width": config.training.width, "object_support": support,
-            "activation": NetworkConfig.activation}
-    diff = {k: (net.get(k, "relu" if k == "activation" else None), v) for k, v in want.items()
-            if net.get(k, "relu" if k == "activation" else None) != v}
-    if diff:
-        raise ValueError(f"cannot resume: checkpoint was trained with a different model "
-                         f"({', '.join(f'{k}: checkpoint {a} vs config {b}' for k, (a, b) in diff.items())})")
-    if ckpt["physics"]["contract"] != config.training.contract.value:
-        raise ValueError(f"cannot resume: checkpoint contract {ckpt['physics']['contract']} vs "
-                         f"config {config.training.contract.value}")
-    if not ckpt.get("training_state"):
-        raise ValueError(f"cannot resume from {ckpt['path']}: it holds no training state "
-                         "(use the 'last' checkpoint)")
-
-
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
+def _make_scheduler(opt: torch.optim.Optimizer, tr, epochs: int):
+    """'plateau': ReduceLROnPlateau on the monitored loss; 'cosine': cosine from the optimizer's
+    current lr to lr_floor over ``epochs`` epochs (stepped once per epoch)."""
+    if tr.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs),
+                                                          eta_min=min(tr.lr_floor, tr.lr))
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=tr.lr_plateau_factor,
+                                                      patience=tr.lr_plateau_patience,
+                                                      min_lr=tr.lr_floor)
+
+
+class Trainer:
+    """One training run and its state. ``Trainer(...).run()`` is :func:`train` (see its doc).
+
+    Pieces: ``__init__`` (device, data, model, optimizer, restore from a checkpoint),
+    :meth:`run` (the epoch loop and its stop conditions), :meth:`_train_epoch` / :meth:`_step`
+    (optimizer steps with the non-finite guard), :meth:`_validate` (validation losses and the
+    collapse statistic), :meth:`_end_epoch` (schedule, best/last checkpoints, collapse guard),
+    :meth:`_recover` (collapse recovery), :meth:`_result` (the TrainResult)."""
+
+    def __init__(self, config: RunConfig, ds: Dataset, output_dir: str | Path, *,
+                 resume: str | Path | None = None, progress: bool = True,
+                 time_limit_s: float | None = None, hooks: dict | None = None, log=print):
+        self.config, self.tr, self.log = config, config.training, log
+        self._progress = progress
+        tr = self.tr
+        self.hooks = hooks or {}
+        self.time_limit_s = time_limit_s if time_limit_s is not None else tr.time_limit_s
+        self.info = dd.setup(tr.device)
+        self.device = self.info.device
+        self.out_dir = Path(output_dir) / TRAIN_OUTPUTS
+        ckpt_dir = Path(output_dir) / CHECKPOINT_DIR
+        self.hist_path = self.out_dir / "history.json"
+        self.summ_path = self.out_dir / "history_summary.json"
+        self.best_path, self.last_path = ckpt_dir / BEST, ckpt_dir / LAST
+        torch.manual_seed(tr.seed)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+
+        ckpt = None
+        if resume is not None:
+            ckpt = load_checkpoint(resume, which="last")
+            _check_resume_compatible(ckpt, config)
+        self.ckpt = ckpt
+        self.data = prepare_training_data(config, ds, ckpt["scales"] if ckpt else None)
+        self.model = build_model(config, ds, self.data).to(self.device)
+        if ckpt:
+            self.model.net.load_state_dict(ckpt["model_state"])
+        self.model.train()
+        self.ddp_model = self.model
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
+
+            self.ddp_model = DDP(self.model, device_ids=[self.device.index]
+                                 if self.device.type == "cuda" else None, broadcast_buffers=False)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=tr.lr)
+        self.sched = _make_scheduler(self.opt, tr, tr.nepochs)
+        self.history = History()
+        self.start_epoch, self.global_step = 1, 0
+        self.best_val, self.best_epoch, self.bad_epochs = math.inf, None, 0
+        self.best_state: dict | None = None       # in-memory copy of the best weights
+        self.guard = CollapseGuard(tr.collapse_ratio, tr.collapse_guard, tr.collapse_max_recoveries)
+        if ckpt:
+            self._restore(ckpt["training_state"])
+        self.scales = self.data.scales(tr.contract)
+        self.cfg_dict = config.to_dict()
+        self.sampler = DistributedSampler(range(len(self.data.train)),
+                                          num_replicas=self.info.world_size, rank=self.info.rank,
+                                          shuffle=True, seed=tr.seed, drop_last=False)
+        self.need_labels = tr.loss_weights.realspace > 0
+        if self.need_labels and self.data.train.Y_amp is None:
+            raise ValueError("loss_weights.realspace > 0 needs ground truth in the dataset")
+        self.steps_per_epoch = math.ceil(len(self.sampler) / tr.batch_size)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        # fixed batch for the collapse statistic when there is no validation split
+        self.guard_data = self.data.val if self.data.val is not None else self.data.train.take(
+            np.arange(min(GUARD_BATCH, len(self.data.train))))
+        self.total_samples, self.total_train_time = 0.0, 0.0
+        self.last_train_loss = self.history.metrics.get("loss", [None])[-1] if self.history.epochs \
+            else None
+        self.last_val_loss = self.history.metrics.get("val_loss", [None])[-1] \
+            if self.history.epochs else None
+
+    def _restore(self, st: dict) -> None:
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.history = History.from_dict(st["history"])
+        self.start_epoch = int(st["epoch"]) + 1
+        self.global_step = int(st["global_step"])
+        self.best_val = float(st["best_val"]) if st.get("best_val") is not None else math.inf
+        self.best_epoch = st.get("best_epoch")
+        self.bad_epochs = int(st.get("bad_epochs", 0))
+        self.guard.load_state(st.get("collapse_guard"))
+        torch.set_rng_state(st["rng"]["torch"])
+        if self.best_path.is_file() and self.best_epoch is not None:
+            self.best_state = load_checkpoint(self.best_path)["model_state"]
+
+    # -- checkpoints and records ---------------------------------------------------------
+    def _payload(self, kind: str, epoch: int, val: float | None, with_state: bool) -> dict:
+        state = None
+        if with_state:
+            state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                     "history": self.history.to_dict(), "epoch": epoch,
+                     "global_step": self.global_step,
+                     "best_val": None if not math.isfinite(self.best_val) else self.best_val,
+                     "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                     "collapse_guard": self.guard.state(), "rng": {"torch": torch.get_rng_state()}}
+        return checkpoint_payload(self.model, config=self.cfg_dict, scales=self.scales,
+                                  metadata={"kind": kind, "epoch": epoch,
+                                            "global_step": self.global_step, "val_loss": val,
+                                            "loss_weights": self.tr.loss_weights.model_dump(),
+                                            "world_size": self.info.world_size},
+                                  training_state=state)
+
+    def _write_history(self) -> None:
+        if self.info.is_main:
+            write_json(self.hist_path, self.history.to_dict())
+            write_json(self.summ_path, self.history.summary())
+
+    # -- steps ---------------------------------------------------------------------------
+    def _step(self, epoch: int, idx: np.ndarray, merge: bool) -> list[float]:
+        """One optimizer step on groups ``idx``; returns [loss keys..., grad norm, 1.0]."""
+        self.global_step += 1
+        b = _batch(self.data.train, idx, self.model, self.device, self.need_labels)
+        out = self.ddp_model(b["x"], b["dx"], b["dy"], merge)
+        losses = compute_losses(out, b["counts"], self.data.normaliser, self.tr.loss_weights,
+                                b["y_amp"], b["y_phi"])
+        bad = [(k, float(v.detach())) for k, v in losses.items() if not torch.isfinite(v)]
+        if not bad:
+            self.opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(self.params, float("inf"))
+            if not torch.isfinite(gnorm):
+                bad = [("grad_norm", float(gnorm))]
+        else:
+            gnorm = torch.tensor(float("nan"))
+        if dd.broadcast_flag(bool(bad), self.info):
+            metric, value = bad[0] if bad else ("loss (other rank)", float("nan"))
+            raise NonFiniteError(epoch, self.global_step, metric, value)
+        self.opt.step()
+        return [float(losses[key].detach()) for key in LOSS_KEYS] + [float(gnorm), 1.0]
+
+    def _train_epoch(self, epoch: int, prog) -> dict:
+        tr = self.tr
+        self.sampler.set_epoch(epoch)
+        merge = epoch > tr.merge_warmup_epochs
+        order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        sums = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64)
+        t_ep = time.perf_counter()
+        for s in range(self.steps_per_epoch):
+            idx = order[s * tr.batch_size:(s + 1) * tr.batch_size]
+            if len(idx) == 0:
+                continue
+            vals = self._step(epoch, idx, merge)
+            sums += torch.tensor(vals, dtype=torch.float64) * len(idx)
+            if "after_step" in self.hooks:
+                self.hooks["after_step"](self.model, epoch, self.global_step)
+            prog.step(epoch, s + 1, vals[0])
+        ep_time = time.perf_counter() - t_ep
+        sums = dd.all_reduce_sum(sums, self.info)
+        n_samples = float(sums[-1])
+        ep = {key: float(sums[i]) / max(n_samples, 1.0) for i, key in enumerate(LOSS_KEYS)}
+        ep["grad_norm"] = float(sums[len(LOSS_KEYS)]) / max(n_samples, 1.0)
+        self.total_samples += n_samples
+        self.total_train_time += ep_time
+        ep["samples_per_second"] = n_samples / ep_time if ep_time > 0 else None
+        ep["epoch_seconds"] = ep_time
+        ep["lr"] = self.opt.param_groups[0]["lr"]
+        ep["group_merge"] = 1.0 if (merge or self.model.gridsize == 1) else 0.0
+        return ep
+
+    def _validate(self, ep: dict) -> float:
+        """Add validation losses and the collapse statistic to ``ep``; return the monitor."""
+        weights = self.tr.loss_weights
+        if self.data.val is not None:
+            v = evaluate_split(self.model, self.data.val, self.data.normaliser, weights, self.device)
+            ep.update({f"val_{k}": v[k] for k in LOSS_KEYS})
+            monitor = v["loss"]
+        else:
+            v = evaluate_split(self.model, self.guard_data, self.data.normaliser, weights,
+                               self.device)
+            monitor = ep["loss"]
+        ep["pred_amp_mean"], ep["pred_amp_std"] = v["pred_amp_mean"], v["pred_amp_std"]
+        ep["pred_amp_cv"] = v["pred_amp_std"] / v["pred_amp_mean"] if v["pred_amp_mean"] > 0 \
+            else 0.0
+        return monitor
+
+    def _end_epoch(self, epoch: int, ep: dict, monitor: float) -> str | None:
+        """Schedule, collapse guard, best/last checkpoints; returns a stop status or None."""
+        self.history.append(epoch, self.global_step, ep)
+        self.last_train_loss, self.last_val_loss = ep["loss"], ep.get("val_loss")
+        event = self.guard.check(epoch, ep["pred_amp_cv"])
+        stop = None
+        if event is not None:
+            stop = self._recover(epoch, event)
+        else:
+            if self.tr.lr_schedule == "cosine":
+                self.sched.step()
+            else:
+                self.sched.step(monitor)
+            improved = monitor < self.best_val
+            if improved:
+                self.best_val, self.best_epoch, self.bad_epochs = monitor, epoch, 0
+                self.best_state = {k: v.detach().clone()
+                                   for k, v in self.model.net.state_dict().items()}
+            else:
+                self.bad_epochs += 1
+            if self.info.is_main and improved:
+                save_checkpoint(self.best_path, self._payload("best", epoch, monitor, False))
+        if self.info.is_main:
+            save_checkpoint(self.last_path, self._payload("last", epoch, monitor, True))
+        self._write_history()
+        return stop
+
+    def _recover(self, epoch: int, event: dict) -> str | None:
+        """Collapse at ``epoch``: warn, record, reload the best weights at a lower lr (or stop)."""
+        lr = self.opt.param_groups[0]["lr"]
+        event.update(step=self.global_step, lr_before=lr, restored_epoch=self.best_epoch)
+        can = self.guard.can_recover and self.best_state is not None
+        msg = (f"warning: amplitude collapse at epoch {epoch}: predicted amplitude std/mean "
+               f"{event['pred_amp_cv']:.3g} < {self.guard.ratio:g} x {event['reference_cv']:.3g} "
+               f"(epoch {event['reference_epoch']})")
+        if can:
+            new_lr = lr * self.tr.collapse_lr_factor
+            self.model.net.load_state_dict(self.best_state)
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=new_lr)
+            self.sched = _make_scheduler(self.opt, self.tr, self.tr.nepochs - epoch)
+            self.guard.recoveries += 1
+            self.bad_epochs = 0
+            event.update(action="reloaded best weights, Adam restarted", lr_after=new_lr)
+            msg += (f"; reloaded the best weights (epoch {self.best_epoch}) and restarted Adam at "
+                    f"lr {new_lr:.3g} (recovery {self.guard.recoveries} of "
+                    f"{self.guard.max_recoveries})")
+        else:
+            event.update(action="stopped", lr_after=None)
+            msg += "; no recovery left: training stops (the best checkpoint is kept)"
+        self.guard.events.append(dict(event))
+        self.history.events.append(dict(event))
+        self.log(msg)
+        return None if can else "collapsed"
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        tr, info = self.tr, self.info
+        if info.is_main and not self.ckpt:
+            save_checkpoint(self.last_path, self._payload("initial", 0, None, with_state=True))
+        status, nan_err = "completed", None
+        t_start = time.perf_counter()
+        prog = _Progress(self._progress and info.is_main, tr.nepochs, self.steps_per_epoch,
+                         self.start_epoch - 1)
+        try:
+            with prog:
+                for epoch in range(self.start_epoch, tr.nepochs + 1):
+                    ep = self._train_epoch(epoch, prog)
+                    monitor = self._validate(ep)
+                    bad = [(k, v) for k, v in ep.items() if v is not None and not math.isfinite(v)]
+                    if bad:
+                        self.history.append(epoch, self.global_step, ep)
+                        raise NonFiniteError(epoch, self.global_step, bad[0][0], bad[0][1])
+                    stop = self._end_epoch(epoch, ep, monitor)
+                    prog.epoch_done(epoch, ep)
+                    if "after_epoch" in self.hooks:
+                        self.hooks["after_epoch"](self, epoch, ep)
+                    if stop:
+                        status = stop
+                        break
+                    if (tr.early_stopping_patience is not None
+                            and self.bad_epochs >= tr.early_stopping_patience):
+                        status = "early_stopped"
+                        break
+                    elapsed = time.perf_counter() - t_start
+                    if (self.time_limit_s is not None and elapsed >= self.time_limit_s
+                            and epoch < tr.nepochs):
+                        status = "time_limit"
+                        break
+        except NonFiniteError as err:
+            status, nan_err = "nan", err
+            h = self.history
+            if not h.epochs or h.epochs[-1] != err.epoch:
+                h.append(err.epoch, err.step, {k: (float("nan") if k == err.metric else None)
+                                               for k in set(h.metrics) | {err.metric}})
+            self._write_history()
+            self.log(f"error: {err}")
+        finally:
+            dd.barrier(info)
+            dd.teardown(info)
+        result = self._result(status, nan_err, time.perf_counter() - t_start)
+        if info.is_main:
+            write_json(self.out_dir / "train_result.json", result.to_dict())
+        return result
+
+    def _result(self, status: str, nan_err: NonFiniteError | None, seconds: float) -> TrainResult:
+        summary = self.history.summary()
+        firsts = [m for m in summary["metrics"].values() if m["has_nan"]]
+        first_epoch = min((m["first_nan_epoch"] for m in firsts), default=None)
+        first_step = min((m["first_nan_step"] for m in firsts), default=None)
+        completed = self.history.epochs[-1] if self.history.epochs else 0
+        if status == "nan":
+            completed = nan_err.epoch - 1
+        return TrainResult(
+            status=status, epochs_completed=int(completed),
+            early_stopped=status == "early_stopped",
+            final_loss=self.last_train_loss, final_val_loss=self.last_val_loss,
+            best_val_loss=None if not math.isfinite(self.best_val) else self.best_val,
+            best_epoch=self.best_epoch, nan_detected=bool(summary["nan_overview"]["has_nan"]),
+            first_nan_epoch=nan_err.epoch if nan_err else first_epoch,
+            first_nan_step=nan_err.step if nan_err else first_step,
+            nan_message=str(nan_err) if nan_err else None,
+            history_path=str(self.hist_path), history_summary_path=str(self.summ_path),
+            best_checkpoint=str(self.best_path) if self.best_path.exists() else None,
+            last_checkpoint=str(self.last_path) if self.last_path.exists() else None,
+            samples_per_second=(self.total_samples / self.total_train_time)
+            if self.total_train_time > 0 else None,
+            train_seconds=seconds, global_steps=self.global_step, device=str(self.device),
+            world_size=self.info.world_size,
+            resumed_from=self.ckpt["path"] if self.ckpt else None, scales=self.scales,
+            collapse_events=[dict(e) for e in self.guard.events],
+            lr_schedule=self.tr.lr_schedule, final_lr=self.opt.param_groups[0]["lr"])
+
+
 def train(config: RunConfig, ds: Dataset, output_dir: str | Path, *, resume: str | Path | None = None,
           progress: bool = True, time_limit_s: float | None = None, hooks: dict | None = None,
           log=print) -> TrainResult:
     """Train the PINN on the training split of ``ds``; write history and checkpoints (rank 0).
 
     ``resume``: a run directory or checkpoint file; training continues from its last epoch (the
-    optimizer, scheduler, RNG and history are restored; ``config.training.nepochs`` is the total).
-    ``time_limit_s``: stop cleanly after the epoch that crosses this wall time (status
-    'time_limit'). ``hooks``: optional callables ``after_step(model, epoch, step)`` (for fault
-    injection in tests). Runs unchanged under torchrun (see distributed.py).
+    optimizer, scheduler, RNG, collapse guard and history are restored; ``config.training.nepochs``
+    is the total). ``time_limit_s``: stop cleanly after the epoch that crosses this wall time
+    (status 'time_limit'). ``hooks``: optional callables ``after_step(model, epoch, step)`` (for
+    fault injection in tests) and ``after_epoch(trainer, epoch, metrics)`` (called after the
+    epoch's checkpoints are written; studies evaluate there). Runs unchanged under torchrun (see distributed.py).
     """
-    hooks = hooks or {}
-    tr = config.training
-    time_limit_s = time_limit_s if time_limit_s is not None else tr.time_limit_s
-    info = dd.setup(tr.device)
-    device = info.device
-    out_dir = Path(output_dir) / TRAIN_OUTPUTS
-    ckpt_dir = Path(output_dir) / CHECKPOINT_DIR
-    hist_path, summ_path = out_dir / "history.json", out_dir / "history_summary.json"
-    best_path, last_path = ckpt_dir / BEST, ckpt_dir / LAST
-
-    torch.manual_seed(tr.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    if device.type == "cuda":
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-
-    ckpt = None
-    if resume is not None:
-        ckpt = load_checkpoint(resume, which="last")
-        _check_resume_compatible(ckpt, config)
-    data = prepare_training_data(config, ds, ckpt["scales"] if ckpt else None)
-    model = build_model(config, ds, data).to(device)
-    if ckpt:
-        model.net.load_state_dict(ckpt["model_state"])
-    model.train()
-    ddp_model = model
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
-
-        ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                        broadcast_buffers=False)
-
-    opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=tr.lr_plateau_factor,
-                                                       patience=tr.lr_plateau_patience,
-                                                       min_lr=tr.lr_floor)
-    history = History()
-    start_epoch, global_step = 1, 0
-    best_val, best_epoch, bad_epochs = math.inf, None, 0
-    if ckpt:
-        st = ckpt["training_state"]
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        history = History.from_dict(st["history"])
-        start_epoch = int(st["epoch"]) + 1
-        global_step = int(st["global_step"])
-        best_val = float(st["best_val"]) if st.get("best_val") is not None else math.inf
-        best_epoch = st.get("best_epoch")
-        bad_epochs = int(st.get("bad_epochs", 0))
-        torch.set_rng_state(st["rng"]["torch"])
-
-    scales = data.scales(tr.contract)
-    cfg_dict = _config_dict(config)
-
-    def payload(kind: str, epoch: int, val: float | None, with_state: bool) -> dict:
-        state = None
-        if with_state:
-            state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "history": history.to_dict(), "epoch": epoch, "global_step": global_step,
-                     "best_val": None if not math.isfinite(best_val) else best_val,
-                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "rng": _rng_state()}
-        return checkpoint_payload(model, config=cfg_dict, scales=scales,
-                                  metadata={"kind": kind, "epoch": epoch, "global_step": global_step,
-                                            "val_loss": val, "loss_weights": tr.loss_weights.model_dump(),
-                                            "world_size": info.world_size},
-                                  training_state=state)
-
-    def write_history() -> None:
-        if info.is_main:
-            write_json(hist_path, history.to_dict())
-            write_json(summ_path, history.summary())
-
-    if info.is_main and not ckpt:
-        save_checkpoint(last_path, payload("initial", 0, None, with_state=True))
-
-    sampler = DistributedSampler(range(len(data.train)), num_replicas=info.world_size,
-                                 rank=info.rank, shuffle=True, seed=tr.seed, drop_last=False)
-    weights = tr.loss_weights
-    need_labels = weights.realspace > 0
-    if need_labels and data.train.Y_amp is None:
-        raise ValueError("loss_weights.realspace > 0 needs ground truth in the dataset")
-    steps_per_epoch = math.ceil(len(sampler) / tr.batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-
-    status, nan_err, epoch = "completed", None, start_epoch - 1
-    t_start = time.perf_counter()
-    total_samples, total_train_time = 0, 0.0
-    last_train_loss = history.metrics.get("loss", [None])[-1] if history.epochs else None
-    last_val_loss = history.metrics.get("val_loss", [None])[-1] if history.epochs else None
-
-    prog = _Progress(progress and info.is_main, tr.nepochs, steps_per_epoch, start_epoch - 1)
-    try:
-        with prog:
-            for epoch in range(start_epoch, tr.nepochs + 1):
-                sampler.set_epoch(epoch)
-                merge = epoch > tr.merge_warmup_epochs
-                order = np.fromiter(iter(sampler), dtype=np.int64)
-                sums = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64)
-                t_ep = time.perf_counter()
-                for s in range(steps_per_epoch):
-                    idx = order[s * tr.batch_size:(s + 1) * tr.batch_size]
-                    if len(idx) == 0:
-                        continue
-                    global_step += 1
-                    b = _batch(data.train, idx, model, device, need_labels)
-                    out = ddp_model(b["x"], b["dx"], b["dy"], merge)
-                    losses = compute_losses(out, b["counts"], data.normaliser, weights,
-                                            b["y_amp"], b["y_phi"])
-                    bad = [(k, float(v.detach())) for k, v in losses.items()
-                           if not torch.isfinite(v)]
-                    if not bad:
-                        opt.zero_grad(set_to_none=True)
-                        losses["loss"].backward()
-                        gnorm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
-                        if not torch.isfinite(gnorm):
-                            bad = [("grad_norm", float(gnorm))]
-                    else:
-                        gnorm = torch.tensor(float("nan"))
-                    if dd.broadcast_flag(bool(bad), info):
-                        metric, value = bad[0] if bad else ("loss (other rank)", float("nan"))
-                        raise NonFiniteError(epoch, global_step, metric, value)
-                    opt.step()
-                    k = len(idx)
-                    vals = [float(losses[key].detach()) for key in LOSS_KEYS] + [float(gnorm), 1.0]
-                    sums += torch.tensor(vals, dtype=torch.float64) * k
-                    if "after_step" in hooks:
-                        hooks["after_step"](model, epoch, global_step)
-                    prog.step(epoch, s + 1, vals[0])
-                ep_time = time.perf_counter() - t_ep
-                sums = dd.all_reduce_sum(sums, info)
-                n_samples = float(sums[-1])
-                ep = {key: float(sums[i]) / max(n_samples, 1.0) for i, key in enumerate(LOSS_KEYS)}
-                ep["grad_norm"] = float(sums[len(LOSS_KEYS)]) / max(n_samples, 1.0)
-                total_samples += n_samples
-                total_train_time += ep_time
-                ep["samples_per_second"] = n_samples / ep_time if ep_time > 0 else None
-                ep["epoch_seconds"] = ep_time
-                ep["lr"] = opt.param_groups[0]["lr"]
-                ep["group_merge"] = 1.0 if (merge or model.gridsize == 1) else 0.0
-                if data.val is not None:
-                    v = evaluate_split(model, data.val, data.normaliser, weights, device)
-                    ep.update({f"val_{k}": v[k] for k in LOSS_KEYS})
-                    ep["pred_amp_mean"], ep["pred_amp_std"] = v["pred_amp_mean"], v["pred_amp_std"]
-                    monitor = v["loss"]
-                else:
-                    monitor = ep["loss"]
-                bad = [(k, v) for k, v in ep.items() if v is not None and not math.isfinite(v)]
-                if bad:
-                    history.append(epoch, global_step, ep)
-                    raise NonFiniteError(epoch, global_step, bad[0][0], bad[0][1])
-                history.append(epoch, global_step, ep)
-                last_train_loss, last_val_loss = ep["loss"], ep.get("val_loss")
-                sched.step(monitor)
-                improved = monitor < best_val
-                if improved:
-                    best_val, best_epoch, bad_epochs = monitor, epoch, 0
-                else:
-                    bad_epochs += 1
-                if info.is_main:
-                    if improved:
-                        save_checkpoint(best_path, payload("best", epoch, monitor, with_state=False))
-                    save_checkpoint(last_path, payload("last", epoch, monitor, with_state=True))
-                write_history()
-                prog.epoch_done(epoch, ep)
-                if (tr.early_stopping_patience is not None
-                        and bad_epochs >= tr.early_stopping_patience):
-                    status = "early_stopped"
-                    break
-                elapsed = time.perf_counter() - t_start
-                if time_limit_s is not None and elapsed >= time_limit_s and epoch < tr.nepochs:
-                    status = "time_limit"
-                    break
-    except NonFiniteError as err:
-        status, nan_err = "nan", err
-        if not history.epochs or history.epochs[-1] != err.epoch:
-            history.append(err.epoch, err.step, {k: (float("nan") if k == err.metric else None)
-                                                 for k in set(history.metrics) | {err.metric}})
-        write_history()
-        log(f"error: {err}")
-    finally:
-        dd.barrier(info)
-        dd.teardown(info)
-
-    summary = history.summary()
-    nan_over = summary["nan_overview"]
-    firsts = [m for m in summary["metrics"].values() if m["has_nan"]]
-    first_epoch = min((m["first_nan_epoch"] for m in firsts), default=None)
-    first_step = min((m["first_nan_step"] for m in firsts), default=None)
-    completed = history.epochs[-1] if history.epochs else 0
-    if status == "nan":
-        completed = nan_err.epoch - 1
-    result = TrainResult(
-        status=status, epochs_completed=int(completed), early_stopped=status == "early_stopped",
-        final_loss=last_train_loss, final_val_loss=last_val_loss,
-        best_val_loss=None if not math.isfinite(best_val) else best_val, best_epoch=best_epoch,
-        nan_detected=bool(nan_over["has_nan"]),
-        first_nan_epoch=nan_err.epoch if nan_err else first_epoch,
-        first_nan_step=nan_err.step if nan_err else first_step,
-        nan_message=str(nan_err) if nan_err else None,
-        history_path=str(hist_path), history_summary_path=str(summ_path),
-        best_checkpoint=str(best_path) if best_path.exists() else None,
-        last_checkpoint=str(last_path) if last_path.exists() else None,
-        samples_per_second=(total_samples / total_train_time) if total_train_time > 0 else None,
-        train_seconds=time.perf_counter() - t_start, global_steps=global_step, device=str(device),
-        world_size=info.world_size, resumed_from=ckpt["path"] if ckpt else None, scales=scales)
-    if info.is_main:
-        write_json(out_dir / "train_result.json", result.to_dict())
-    return result
-
-
-class _Progress:
-    """rich progress: one bar over all steps, the latest loss and the last epoch's summary."""
-
-    def __init__(self, enabled: bool, nepochs: int, steps_per_epoch: int, done_epochs: int):
-        self.enabled = enabled
-        self.total = nepochs * steps_per_epoch
-        self.spe = steps_per_epoch
-        self.done0 = done_epochs * steps_per_epoch
-        self._prog = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._prog = Progress(TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(),
-                                  MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-            self._prog.__enter__()
-            self._task = self._prog.add_task("train", total=self.total, completed=self.done0,
-                                             epoch="-", loss="-")
-        return self
-
-    def __exit__(self, *exc):
-        if self._prog is not None:
-            self._prog.__exit__(*exc)
-
-    def step(self, epoch: int, step_in_epoch: int, loss: float) -> None:
-        if self._prog is not None:
-            self._prog.update(self._task, completed=(epoch - 1) * self.spe + step_in_epoch,
-                              epoch=epoch, loss=f"{loss:.4g}")
-
-    def epoch_done(self, epoch: int, ep: dict[str, Any]) -> None:
-        if self._prog is not None:
-            val = ep.get("val_loss")
-            self._prog.console.print(
-                f"epoch {epoch}: loss {ep['loss']:.4g}" + (f"  val {val:.4g}" if val is not None else "")
-                + f"  lr {ep['lr']:.2g}  {ep['samples_per_second']:.1f} samples/s"
-                + (f"  amp mean/std {ep['pred_amp_mean']:.3g}/{ep['pred_amp_std']:.3g}"
-                   if "pred_amp_mean" in ep else ""))
-
-
-# --------------------------------------------------------------------------------------------
-# Diagnostics
-# --------------------------------------------------------------------------------------------
-@torch.no_grad()
-def forward_pass_diagnostics(model: PINN, grouped_batch: GroupedData, truth_mean: float | None = None,
-                             max_groups: int = 16) -> dict[str, Any]:
-    """Scale chain through one forward pass on (up to ``max_groups`` of) a grouped split.
-
-    Returns input_mean/std (normalised network input), input_gain, output_amp_mean/std (object
-    units, over the whole patch and over the illuminated pixels), output_phase_mean/std,
-    amp_ref (the amplitude head's neutral value), pred_counts_sum_mean vs measured_counts_sum_mean
-    (photons per pattern, raw counts) and their ratio, truth_mean and output/truth ratio."""
-    core = model.module if hasattr(model, "module") else model
-    device = core.probe.device
-    n = min(max_groups, len(grouped_batch))
-    idx = np.arange(n)
-    was_training = core.training
-    core.eval()
-    b = _batch(grouped_batch, idx, core, device, need_labels=False)
-    out = core(b["x"], b["dx"], b["dy"])
-    if was_training:
-        core.train()
-    support = _probe_support(core)
-    amp_ill = out.amplitude[..., support].double()
-    pred_sum = (out.lam.double() / core.target_factor).sum(dim=(-2, -1))
-    meas_sum = torch.as_tensor(grouped_batch.counts[idx], dtype=torch.float64).sum(dim=(-2, -1))
-    res = {
-        "n_groups": n, "input_gain": grouped_batch.input_gain,
-        "input_mean": float(b["x"].double().mean()), "input_std": float(b["x"].double().std()),
-        "output_mean": float(out.amplitude.double().mean()),
-        "output_amp_mean": float(out.amplitude.double().mean()),
-        "output_amp_std": float(out.amplitude.double().std()),
-        "output_amp_illuminated_mean": float(amp_ill.mean()),
-        "output_amp_illuminated_std": float(amp_ill.std()),
-        "output_phase_mean": float(out.phase.double().mean()),
-        "output_phase_std": float(out.phase.double().std()),
-        "amp_ref": core.net_cfg.amp_ref, "contract": core.contract.value,
-        "pred_counts_sum_mean": float(pred_sum.mean()),
-        "measured_counts_sum_mean": float(meas_sum.mean()),
-        "pred_over_measured_counts": float(pred_sum.mean() / meas_sum.mean()),
-        "truth_mean": truth_mean,
-    }
-    res["output_over_truth_mean"] = (float(amp_ill.mean()) / truth_mean) if truth_mean else None
-    return res
+    return Trainer(config, ds, output_dir, resume=resume, progress=progress,
+                   time_limit_s=time_limit_s, hooks=hooks, log=log).run()

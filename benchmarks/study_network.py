@@ -1,0 +1,204 @@
+"""Network-only quality vs training time (issue #12): network variants, data size, schedule, seeds.
+
+    python benchmarks/study_network.py --scenario gs2_ideal --variants plain unet \
+        --base-total-images 500 --group-count 500 --nepochs 10 --stages 2 5 10 \
+        --output benchmarks/results/study_network_arch_gs2.json
+
+For every (variant, seed): simulate the scenario once (simulation seeds fixed, so every variant
+and training seed sees the same data), train with the collapse guard on, and at the ``--stages``
+epochs load the checkpoint of that epoch (the 'last' one, just written) and score the network
+alone on the test split: ``refine_steps 0`` (the twin fix stays on where it applies; it is not a
+refinement), covered region, no rescale, no registration, SSIM data range = the truth amplitude's
+max - min (bench_pinn.score: the recipe of docs/benchmarks.md). After the last epoch the *best*
+checkpoint (what ``infer`` loads) is scored network-only and with the default refinement.
+``train_seconds`` is the sum of the epochs' optimiser-loop seconds (no validation, no scoring);
+``wall_seconds`` includes validation and checkpoints. Results are rewritten after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe_machine  # noqa: E402
+from bench_pinn import score  # noqa: E402
+from ptychotrace.config import resolve_scenario  # noqa: E402
+from ptychotrace.infer.predict import predict  # noqa: E402
+from ptychotrace.model.network import NetworkConfig, PtychoNet, network_macs  # noqa: E402
+from ptychotrace.simulate import simulate  # noqa: E402
+from ptychotrace.telemetry.writers import write_json  # noqa: E402
+from ptychotrace.train.checkpoint import load_model  # noqa: E402
+from ptychotrace.train.trainer import train  # noqa: E402
+
+#: Named network variants (training-config overrides).
+VARIANTS = {
+    "plain": {},
+    "plain_w2": {"training.width": 2},
+    "unet": {"training.arch": "unet"},
+    "plain_gn": {"training.norm": "group"},
+    "plain_res": {"training.residual": True},
+    "unet_gn": {"training.arch": "unet", "training.norm": "group"},
+    "unet_res_gn": {"training.arch": "unet", "training.norm": "group", "training.residual": True},
+    "plain_res_gn": {"training.norm": "group", "training.residual": True},
+}
+
+
+def _score_model(run_dir: Path, ds, cfg, which: str, refine: bool) -> dict:
+    model = load_model(run_dir, which=which)
+    truth = ds.obj
+    rng = float(np.ptp(np.abs(truth)))
+    out = {}
+    variants = {"network_only": cfg.inference.model_copy(update={"refine_steps": 0})}
+    if refine:
+        variants["refined"] = cfg.inference
+    for name, icfg in variants.items():
+        t0 = time.perf_counter()
+        pred = predict(model, ds, icfg)
+        out[name] = {**score(pred.obj, pred.covered, truth, rng),
+                     "patterns": int(pred.n_patterns),
+                     "network_patterns_per_second": pred.patterns_per_second,
+                     "seconds": time.perf_counter() - t0}
+    return out
+
+
+def run_one(scenario: str, variant: str, seed: int, args, ds, workdir: Path, log) -> dict:
+    over = {**VARIANTS[variant], "training.seed": seed, "training.device": "cpu",
+            "training.nepochs": args.nepochs, "training.batch_size": args.batch_size,
+            "training.lr_schedule": args.lr_schedule,
+            "simulation.base_total_images": args.base_total_images,
+            "grouping.group_count": args.group_count,
+            "training.early_stopping_patience": args.early_stopping,
+            "training.time_limit_s": args.time_limit}
+    if args.lr is not None:
+        over["training.lr"] = args.lr
+    cfg, _, _ = resolve_scenario(scenario, over)
+    run_dir = workdir / f"{scenario}_{variant}_s{seed}_{args.tag}"
+    stages, rows = set(args.stages), []
+    t_wall = time.perf_counter()
+    train_s = [0.0]
+
+    def after_epoch(trainer, epoch, ep):
+        train_s[0] += ep["epoch_seconds"]
+        if epoch in stages:
+            sc = _score_model(run_dir, ds, cfg, "last", refine=False)["network_only"]
+            rows.append({"epoch": epoch, "train_seconds": train_s[0],
+                         "wall_seconds": time.perf_counter() - t_wall,
+                         "val_loss": ep.get("val_loss"), "lr": ep["lr"],
+                         "pred_amp_cv": ep.get("pred_amp_cv"), "network_only": sc})
+            log(f"  {variant} s{seed} epoch {epoch} ({train_s[0]:.0f} s train): network-only "
+                f"P {sc['pearson']:.3f} SSIM {sc['ssim']:.3f} scale {sc['lsq_scale']:.3f}")
+
+    res = train(cfg, ds, run_dir, progress=False, hooks={"after_epoch": after_epoch}, log=log)
+    final = _score_model(run_dir, ds, cfg, "best", refine=not args.no_refine)
+    hist = json.loads(Path(res.history_path).read_text())
+    net_cfg = NetworkConfig.from_dict(load_model(run_dir).checkpoint["network"])
+    log(f"{scenario} {variant} s{seed}: {res.status}, {res.epochs_completed} epochs, best epoch "
+        f"{res.best_epoch}; network-only SSIM {final['network_only']['ssim']:.3f}"
+        + (f", refined {final['refined']['ssim']:.3f}" if "refined" in final else ""))
+    return {"scenario": scenario, "variant": variant, "overrides": VARIANTS[variant], "seed": seed,
+            "base_total_images": args.base_total_images, "group_count": args.group_count,
+            "train_patterns": int(len(ds.indices("train"))), "batch_size": args.batch_size,
+            "nepochs": args.nepochs, "lr_schedule": args.lr_schedule, "lr": cfg.training.lr,
+            "status": res.status, "epochs_completed": res.epochs_completed,
+            "best_epoch": res.best_epoch, "best_val_loss": res.best_val_loss,
+            "train_seconds": train_s[0], "wall_seconds": time.perf_counter() - t_wall,
+            "samples_per_second": res.samples_per_second,
+            "collapse_events": res.collapse_events, "network": net_cfg.to_dict(),
+            "macs": network_macs(net_cfg), "stages": rows, "final_best": final,
+            "history": {k: hist["metrics"].get(k) for k in
+                        ("loss", "val_loss", "lr", "pred_amp_cv", "epoch_seconds")}}
+
+
+def throughput(variants: list[str], repeats: int = 3, batch: int = 32) -> list[dict]:
+    """Network-only inference patterns/s (forward pass, no physics) and MACs per pattern of each
+    variant at N = 64 and 128, gridsize 1, both object supports. Noisy on a shared machine:
+    compare within one call, and trust the MAC counts for the ratios."""
+    rows = []
+    for variant in variants:
+        over = VARIANTS[variant]
+        kw = {"arch": over.get("training.arch", "plain"), "norm": over.get("training.norm", "none"),
+              "residual": over.get("training.residual", False),
+              "width": over.get("training.width", 1)}
+        for n in (64, 128):
+            for support in ("central", "full"):
+                cfg = NetworkConfig(N=n, amp_ref=1.0, object_support=support, **kw)
+                torch.manual_seed(0)
+                net = PtychoNet(cfg).eval()
+                x = torch.rand(batch, 1, n, n)
+                with torch.no_grad():
+                    net(x)
+                    t0 = time.perf_counter()
+                    for _ in range(repeats):
+                        net(x)
+                    pps = repeats * batch / (time.perf_counter() - t0)
+                rows.append({"variant": variant, "N": n, "object_support": support,
+                             **network_macs(cfg), "inference_patterns_per_second": pps,
+                             "batch": batch, "threads": torch.get_num_threads()})
+                print(f"{variant} N={n} {support}: {rows[-1]['macs_per_pattern'] / 1e6:.0f} "
+                      f"MMAC/pattern, {pps:.1f} patterns/s", flush=True)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenario", default="gs2_ideal")
+    ap.add_argument("--variants", nargs="+", default=["plain"], choices=sorted(VARIANTS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[42])
+    ap.add_argument("--base-total-images", type=int, default=500)
+    ap.add_argument("--group-count", type=int, default=500)
+    ap.add_argument("--nepochs", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--lr-schedule", default="plateau", choices=["plateau", "cosine"])
+    ap.add_argument("--early-stopping", type=int, default=None,
+                    help="patience in epochs on the validation loss (Poisson deviance)")
+    ap.add_argument("--time-limit", type=float, default=None, help="training wall seconds per run")
+    ap.add_argument("--stages", nargs="+", type=int, default=[2, 5, 10])
+    ap.add_argument("--no-refine", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tag", default="a")
+    ap.add_argument("--workdir", default="/tmp/ptychotrace_study_network")
+    ap.add_argument("--throughput", action="store_true", help="only measure network-only "
+                    "inference speed and MACs of --variants (no training)")
+    ap.add_argument("--output", required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.throughput:
+        write_json(Path(args.output), {"machine": {**describe_machine(),
+                                                   "load_average_start": os.getloadavg()},
+                                       "command": " ".join(sys.argv),
+                                       "throughput": throughput(args.variants)})
+        return 0
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def log(msg):
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    cfg, _, _ = resolve_scenario(args.scenario, {
+        "simulation.base_total_images": args.base_total_images,
+        "grouping.group_count": args.group_count})
+    ds, _ = simulate(cfg.simulation, scenario=args.scenario)
+    out = Path(args.output)
+    results = {"machine": {**describe_machine(), "load_average_start": os.getloadavg(),
+                           "note": "2-core VM shared with ~7 engineers' jobs: times are noisy"},
+               "args": vars(args), "command": " ".join(sys.argv), "runs": []}
+    for seed in args.seeds:
+        for variant in args.variants:
+            results["runs"].append(run_one(args.scenario, variant, seed, args, ds, workdir, log))
+            results["machine"]["load_average_end"] = os.getloadavg()
+            write_json(out, results)
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
