@@ -69,6 +69,11 @@ def test_chunked_sampling_equals_whole_array_sampling():
     changed = sample_poisson(other, 4)
     np.testing.assert_array_equal(np.delete(changed, 3, axis=0), np.delete(whole, 3, axis=0))
     assert (changed[3] != whole[3]).any()
+    # any number of threads, the same bytes
+    for threads in (1, 2, 3, 16):
+        np.testing.assert_array_equal(sample_poisson(lam, 4, threads=threads), whole)
+    with pytest.raises(ValueError, match="threads"):
+        sample_poisson(lam, 4, threads=0)
     # without first_pattern a chunk would reuse the streams of the first patterns
     assert (sample_poisson(lam[3:6], 4) != whole[3:6]).any()
 

@@ -11,7 +11,8 @@ derived from ``seed`` (through :class:`numpy.random.SeedSequence`, so nearby see
 keys) and the counter starts at ``j * 2**128``; one pattern needs far fewer than ``2**128``
 counter steps, so the streams never overlap. The counts of pattern ``j`` therefore depend only on
 ``(seed, j, its expected counts)``: sampling a dataset whole or in chunks of any size gives the
-same bytes, and no thread pool is involved.
+same bytes, and with any number of threads: patterns are sampled in parallel in a thread pool
+(NumPy releases the GIL while it draws), each pattern by its own generator.
 
 Bit stability: given the same means, seed and NumPy version the counts are exact integers and
 repeat bit for bit. Across machines that holds only as far as the means do: they come from float
@@ -21,6 +22,9 @@ runs in one process, never a stored hash of simulated counts.
 """
 
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -35,8 +39,13 @@ def _pattern_generator(key: np.ndarray, pattern: int) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(key=key, counter=pattern * _STREAM_STRIDE))
 
 
+def default_threads() -> int:
+    """Threads for the sampler when the caller does not say: the CPUs, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def sample_poisson(expected: np.ndarray, seed: int, scale: float = 1.0, first_pattern: int = 0,
-                   out: np.ndarray | None = None) -> np.ndarray:
+                   out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
     """Photon counts ``~ Poisson(scale * expected)`` as a float32 array of ``expected``'s shape.
 
     expected: (P, ...) expected counts per pixel (photons) before ``scale``; the leading axis
@@ -44,13 +53,17 @@ def sample_poisson(expected: np.ndarray, seed: int, scale: float = 1.0, first_pa
     int. first_pattern: the global index of ``expected[0]`` in a dataset sampled in chunks
     (pattern ``first_pattern + j`` uses its own stream, so chunked and whole-array sampling agree
     exactly). out: a C-contiguous float32 array of the same shape to write into; it may be
-    ``expected`` itself (in place). Invalid means raise ValueError before anything is written.
+    ``expected`` itself (in place). threads: worker threads (default :func:`default_threads`);
+    the result does not depend on it. Invalid means raise ValueError before anything is written.
     Counts above 2^24 round to float32 like any float32 value.
     """
     if not np.isfinite(scale) or scale < 0:
         raise ValueError(f"Poisson scale must be finite and >= 0, got {scale!r}")
     if int(seed) < 0 or int(first_pattern) < 0:
         raise ValueError("seed and first_pattern must be non-negative integers")
+    threads = default_threads() if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     expected = np.asarray(expected)
     if expected.ndim == 0:
         raise ValueError("expected counts need a leading pattern axis (got a scalar)")
@@ -66,8 +79,20 @@ def sample_poisson(expected: np.ndarray, seed: int, scale: float = 1.0, first_pa
                          f"{MAX_MEAN:g} (found {int(bad.sum())} negative, NaN, inf or too large)")
     key = np.random.SeedSequence(int(seed)).generate_state(2, dtype=np.uint64)
     flat = out.reshape(lam.shape)
-    for j in range(lam.shape[0]):
-        flat[j] = _pattern_generator(key, int(first_pattern) + j).poisson(lam[j])
+    n_pat = lam.shape[0]
+
+    def sample_rows(rows: range) -> None:        # disjoint rows of out: no two threads share one
+        for j in rows:
+            flat[j] = _pattern_generator(key, int(first_pattern) + j).poisson(lam[j])
+
+    step = -(-n_pat // threads) if n_pat else 1
+    parts = [range(s, min(s + step, n_pat)) for s in range(0, n_pat, step)]
+    if len(parts) <= 1:
+        for rows in parts:
+            sample_rows(rows)
+    else:
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            list(pool.map(sample_rows, parts))
     return out
 
 
