@@ -191,3 +191,25 @@ def test_tiny_corpus_trains_and_its_loss_falls(scen, tmp_path):
     # Margin: over corpus seeds 1000-1001 x training seeds 42-43 the ratio last/first epoch was
     # 0.39-0.56 (measured on this machine); 0.8 leaves a wide gap for other CPUs' code paths.
     assert loss[-1] < 0.8 * loss[0], loss
+
+
+def test_run_trains_on_the_corpus_and_scores_the_scenario_test_split(tmp_path):
+    from ptychotrace.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["run", "--scenario", "gs1_ideal", "--output-dir", str(out), "--N", "32",
+               "--object-size", "96", "--base-total-images", "48", "--buffer", "8", "--quiet",
+               "--nepochs", "1", "--batch-size", "8", "--group-count", "200",
+               "--corpus-families", "siemens", "--corpus-count", "1", "--corpus-patterns", "8",
+               "--corpus-object-size", "48"])
+    assert rc == 0
+    meta = json.loads((out / "run_metadata.json").read_text())
+    corpus = meta["training_corpus"]
+    assert [e["kind"] for e in corpus["entries"]] == ["scenario_train", "corpus"]
+    assert corpus["n_patterns"] == 24 + 8 and "corpus" in meta["stage_seconds"]
+    # inference and comparison stay on the scenario's test split and object frame
+    assert meta["counts"]["test_count"] == 24
+    assert meta["inference"]["stitched_shape"] == [96, 96]
+    assert meta["comparison"]["amplitude"]["ssim"] is not None
+    card = json.loads((out / "train_outputs" / "model_card.json").read_text())
+    assert card["training_data"]["n_patterns"] == 32

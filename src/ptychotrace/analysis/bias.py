@@ -64,12 +64,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..evaluate.consistency import CONSISTENCY_DIR, CONSISTENCY_JSON
+from ..evaluate.consistency_record import load_consistency
+from ..records import ComparisonRecord, RecordError, RunMetadata
 from ..telemetry.scale_chain import chain_ratios, stage_means, symmetry_check
 from ..telemetry.stats import dig as _dig
 from ..telemetry.stats import format_number
-from ..telemetry.writers import write_json, write_text
+from ..telemetry.writers import sanitize, write_json, write_text
+from .evidence import gather_evidence
+from .records import BiasSummary, Verdict
+from .rules import LIMITS, decide
 
 REQUIRED_FILES = ("run_metadata.json", "comparison_metrics.json")
+CONSISTENCY_REL = f"{CONSISTENCY_DIR}/{CONSISTENCY_JSON}"
 OPTIONAL_FILES = {
     "intensity_stats": "intensity_stats.json",
     "history_summary": "train_outputs/history_summary.json",
@@ -203,14 +210,29 @@ def _read_json(name: str, path: Path, required: bool) -> tuple[Any, str | None]:
 def load_run(name: str, run_dir: str | Path) -> dict[str, Any]:
     """Read one run directory: {run_dir, run_metadata, comparison, <optional>..., absent_files}."""
     root = Path(run_dir)
-    out: dict[str, Any] = {"run_dir": root}
-    out["run_metadata"], _ = _read_json(name, root / REQUIRED_FILES[0], True)
-    out["comparison"], _ = _read_json(name, root / REQUIRED_FILES[1], True)
-    out["absent_files"] = {}
+    out: dict[str, Any] = {"run_dir": root, "absent_files": {}, "schema_notes": {}}
+    for key, rel, schema in (("run_metadata", REQUIRED_FILES[0], RunMetadata),
+                             ("comparison", REQUIRED_FILES[1], ComparisonRecord)):
+        raw, _ = _read_json(name, root / rel, True)
+        # The typed records (records/) when the file matches them; a file that does not (an
+        # older or hand-made run) is read as plain JSON and the mismatch is reported, not fatal.
+        try:
+            out[key] = schema.parse(raw, source=rel).dump()
+        except RecordError as exc:
+            out[key] = raw
+            out["schema_notes"][rel] = str(exc)[:300]
     for key, rel in OPTIONAL_FILES.items():
         out[key], why = _read_json(name, root / rel, False)
         if why:
             out["absent_files"][rel] = why
+    out["consistency"] = None
+    try:
+        out["consistency"] = load_consistency(root)
+    except (ValueError, OSError) as exc:   # pydantic's ValidationError is a ValueError
+        out["absent_files"][CONSISTENCY_REL] = f"malformed consistency record ({exc})"[:300]
+    else:
+        if out["consistency"] is None:
+            out["absent_files"][CONSISTENCY_REL] = "file not found"
     return out
 
 
@@ -671,7 +693,21 @@ def analyze_run(name: str, run: Mapping[str, Any]) -> dict[str, Any]:
     s["label_vs_truth"] = _label_vs_truth(md, ist, absent)
     s["absent"] = sorted(absent.reasons)
     s["absent_reasons"] = dict(sorted(absent.reasons.items()))
-    s["diagnosis"] = _diagnose(s, md, cmp)
+    ranking = _diagnose(s, md, cmp)
+    s["schema_notes"] = dict(run.get("schema_notes") or {})
+    verdict = decide(gather_evidence(s, md, cmp, run.get("consistency"), [
+        f"{k} does not match its typed record ({v}); read as plain JSON"
+        for k, v in s["schema_notes"].items()]))
+    s["data_consistency"] = (run["consistency"].model_dump(mode="json")
+                             if run.get("consistency") is not None else
+                             {"available": False, "reason": s["absent_reasons"].get(
+                                 CONSISTENCY_REL, "absent")})
+    # diagnosis = the decision procedure's verdict (analysis/rules.py); the ranking of recorded
+    # ratios against fixed thresholds is kept as supplementary evidence, never as the verdict.
+    s["diagnosis"] = {**verdict.model_dump(mode="json"), "exceeds_threshold": not verdict.healthy,
+                      "score": None, "line": verdict.line(name),
+                      "ranking": {k: ranking.get(k) for k in ("stage", "score", "ranking",
+                                                              "not_assessed")}}
     return s
 
 
@@ -745,25 +781,16 @@ def _nan_cell(s: Mapping[str, Any]) -> str:
 
 
 def _diagnosis_paragraph(name: str, s: Mapping[str, Any]) -> str:
+    """The verdict in words, then the rules' trace (what each check found)."""
     d = s["diagnosis"]
-    if d.get("stage") is None:
-        return f"**Diagnosis.** {d['reason']}."
-    ranked = d.get("ranking", [])
-    runner_up = (f" Next: {STAGE_LABELS[ranked[1]['stage']]} (score {_f(ranked[1]['score'])})."
-                 if len(ranked) > 1 else "")
-    status = "" if s.get("status") == "ok" else (
-        f" Note that the run's status is {s.get('status')!r}"
-        + (f" (failed in stage {s['failed_stage']!r})" if s.get("failed_stage") else "") + ".")
-    if d["exceeds_threshold"]:
-        head = (f"The stage that deviates most in {name} is **{d['label']}** (normalised deviation "
-                f"{_f(d['score'])}, threshold 1): {d['reason']}.")
+    if d.get("healthy"):
+        head = f"**Verdict: {name} is healthy.** {d['reason']}."
     else:
-        head = (f"No stage of {name} exceeds its threshold; the largest normalised deviation is "
-                f"**{d['label']}** ({_f(d['score'])} of threshold 1): {d['reason']}.")
-    skipped = d.get("not_assessed") or {}
-    tail = (f" Not assessed (missing evidence): {', '.join(STAGE_LABELS[k] for k in skipped)}."
-            if skipped else "")
-    return f"**Diagnosis.** {head}{runner_up}{status}{tail}"
+        head = (f"**Verdict: fault at {d['label']}.** {d['reason']}. Next: check "
+                f"{d['next_check']}.")
+    trace = "; ".join(f"{t['rule']}: {t['outcome']} ({t['detail']})" for t in d.get("trace", []))
+    notes = (" Notes: " + " ".join(d["notes"])) if d.get("notes") else ""
+    return f"{head}\n\nChecks, in order: {trace}.{notes}"
 
 
 def _scenario_md(name: str, s: Mapping[str, Any]) -> list[str]:
@@ -833,14 +860,16 @@ def render_bias_markdown(summary: Mapping[str, Any]) -> str:
                 "(sqrt(photons)); delta scale = scale held by the model - scale used; scale mode = "
                 "dataset | closed_form; NaN = NaN seen during training.", ""]
     ov = summary["overview"]
+    out += ["## Verdicts", "", *[f"- {line}" for line in summary.get("verdict_lines", {}).values()],
+            ""]
     out += ["## Overview", "",
             f"- mean amplitude Pearson: {_f(ov['mean_amplitude_pearson'])}; mean phase Pearson: "
             f"{_f(ov['mean_phase_pearson'])}"]
     for metric, w in ov["worst"].items():
         if w:
             out.append(f"- worst {metric}: {w['scenario']} ({_f(w['value'])})")
-    out.append("- diagnoses: " + ", ".join(f"{n}: {STAGE_LABELS.get(st, st) if st else 'none'}"
-                                           for n, st in ov["diagnoses"].items()))
+    out.append("- verdicts: " + ", ".join(
+        f"{n}: {scen[n]['diagnosis']['label']}" for n in ov["diagnoses"]))
     if ov["failed_runs"]:
         out.append(f"- runs not ok: {', '.join(ov['failed_runs'])}")
     out.append("")
@@ -867,15 +896,17 @@ def analyze_runs(runs: Mapping[str, str | Path], output_dir: str | Path, *,
     loaded = {name: load_run(name, path) for name, path in runs.items()}
     scenarios = {name: analyze_run(name, run) for name, run in loaded.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {
-        "generated_at": _utc_now_iso(),
-        "scenario_count": len(scenarios),
-        "inputs": {n: str(p) for n, p in runs.items()},
-        "thresholds": dict(THRESHOLDS),
-        "scenarios": scenarios,
-        "overview": _overview(scenarios),
-        "artifacts": [SUMMARY_JSON, SUMMARY_MD] + ([SUMMARY_PNG] if figure else []),
-    }
+    verdicts = {n: Verdict.model_validate({k: v for k, v in s["diagnosis"].items()
+                                           if k in Verdict.model_fields})
+                for n, s in scenarios.items()}
+    record = BiasSummary(
+        generated_at=_utc_now_iso(), scenario_count=len(scenarios),
+        inputs={n: str(p) for n, p in runs.items()}, thresholds=dict(THRESHOLDS),
+        decision_limits=dict(LIMITS), verdicts=verdicts,
+        verdict_lines={n: v.line(n) for n, v in verdicts.items()},
+        scenarios=sanitize(scenarios), overview=sanitize(_overview(scenarios)),
+        artifacts=[SUMMARY_JSON, SUMMARY_MD] + ([SUMMARY_PNG] if figure else []))
+    summary = record.model_dump(mode="json")
     if figure:
         from .plots import plot_bias_summary
         plot_bias_summary(summary, out_dir / SUMMARY_PNG)

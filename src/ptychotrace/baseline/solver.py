@@ -243,6 +243,7 @@ class _Problem:
     canvas_shape: tuple[int, int]
     object_shape: tuple[int, int]
     pad: int
+    valid: torch.Tensor | None = None  # (N, N) bool detector mask, True = measured (None = all)
 
 
 def select_indices(ds: Dataset, split: str, group_limit: int | None) -> np.ndarray:
@@ -267,6 +268,9 @@ def object_shape_of(ds: Dataset) -> tuple[int, int]:
     the smallest frame that holds every position."""
     if ds.obj is not None:
         return int(ds.obj.shape[0]), int(ds.obj.shape[1])
+    frame = (ds.metadata.get("geometry") or {}).get("object_frame")   # real data (ptychotrace.io)
+    if frame:
+        return int(frame["height_px"]), int(frame["width_px"])
     size = (ds.metadata.get("simulation") or {}).get("object_size")
     if size:
         return int(size), int(size)
@@ -279,6 +283,10 @@ def _problem(ds: Dataset, idx: np.ndarray, object_shape: tuple[int, int], holdou
     pad = required_pad(n)
     h, w = object_shape
     counts = np.ascontiguousarray(ds.counts[idx], dtype=np.float32)
+    if ds.valid is not None:
+        # masked pixels are excluded from every cost and update (the model's own modulus is kept
+        # there); 0 here only keeps their values out of the hold-out decision and its RNG draws
+        counts = np.where(ds.valid, counts, np.float32(0))
     reason = holdout_reason(counts, holdout)
     probe = np.asarray(ds.probe, dtype=np.complex64)
     held = None
@@ -294,7 +302,8 @@ def _problem(ds: Dataset, idx: np.ndarray, object_shape: tuple[int, int], holdou
         holdout_ratio=ratio,
         xs=torch.from_numpy(ds.xcoords[idx].astype(np.float64) + pad),
         ys=torch.from_numpy(ds.ycoords[idx].astype(np.float64) + pad),
-        canvas_shape=(h + 2 * pad, w + 2 * pad), object_shape=(h, w), pad=pad), reason
+        canvas_shape=(h + 2 * pad, w + 2 * pad), object_shape=(h, w), pad=pad,
+        valid=None if ds.valid is None else torch.from_numpy(np.asarray(ds.valid, bool))), reason
 
 
 def check_likelihood(likelihood: str) -> str:
@@ -306,13 +315,17 @@ def check_likelihood(likelihood: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Costs and exit-wave targets
 # --------------------------------------------------------------------------------------------
-def _half_deviance(lam: torch.Tensor, counts: torch.Tensor) -> float:
-    """sum(lam - I + I log(I / lam)) in float64 (0 for a perfect fit)."""
+def _half_deviance(lam: torch.Tensor, counts: torch.Tensor,
+                   valid: torch.Tensor | None = None) -> float:
+    """sum(lam - I + I log(I / lam)) in float64 (0 for a perfect fit), over valid pixels."""
     lam64 = lam.to(torch.float64).clamp_min(1e-12)
     i64 = counts.to(torch.float64)
     log_term = torch.where(i64 > 0, i64 * torch.log(i64.clamp_min(1e-300) / lam64),
                            torch.zeros_like(i64))
-    return float((lam64 - i64 + log_term).sum())
+    term = lam64 - i64 + log_term
+    if valid is not None:
+        term = torch.where(valid, term, torch.zeros_like(term))
+    return float(term.sum())
 
 
 def _pass(obj: torch.Tensor, prob: _Problem, sel: torch.Tensor, likelihood: str,
@@ -329,19 +342,22 @@ def _pass(obj: torch.Tensor, prob: _Problem, sel: torch.Tensor, likelihood: str,
     counts, sqrt_counts = prob.counts[sel], prob.sqrt_counts[sel]
     held = 0.0
     if prob.holdout_counts is not None:
-        held = _half_deviance(lam * prob.holdout_ratio, prob.holdout_counts[sel])
+        held = _half_deviance(lam * prob.holdout_ratio, prob.holdout_counts[sel], prob.valid)
     if likelihood == "amplitude":
         amp = lam.sqrt()
-        cost = float((amp - sqrt_counts).to(torch.float64).square().sum())
+        sq = (amp - sqrt_counts).to(torch.float64).square()
+        cost = float((sq if prob.valid is None else torch.where(prob.valid, sq, 0.0)).sum())
         # modulus projection F' = sqrt(I) F / |F|; where the model is exactly 0 take phase 0
         ratio = sqrt_counts / amp.clamp_min(1e-30)
     else:
-        cost = _half_deviance(lam, counts)
+        cost = _half_deviance(lam, counts, prob.valid)
         # one Newton step in the modulus of the Poisson NLL: F' = F * 2I / (|F|^2 + I)
         ratio = 2.0 * counts / (lam + counts).clamp_min(1e-30)
     if not want_residual:
         return None, cost, held, xs, ys
     target = torch.where(lam > 0, f * ratio, sqrt_counts.to(f.dtype))
+    if prob.valid is not None:   # masked pixels: no measurement, keep the model's far field
+        target = torch.where(prob.valid, target, f)
     chi = inverse_far_field(target) - psi
     return chi, cost, held, xs, ys
 
@@ -427,7 +443,8 @@ def _iterate(prob: _Problem, algorithm: str, lik: str, iterations: int, batch_si
              callback, progress) -> _Run:
     """The iteration loop: full-batch cost (and hold-out cost) at every iterate 0..K."""
     gen = torch.Generator().manual_seed(int(seed))
-    n_pix = float(prob.counts.numel())
+    n_pix = float(prob.counts.numel() if prob.valid is None
+                  else prob.counts.shape[0] * int(prob.valid.sum()))
     h, w = prob.object_shape
     crop = (slice(prob.pad, prob.pad + h), slice(prob.pad, prob.pad + w))
     costs: list[float] = []
@@ -512,6 +529,9 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     object_shape = object_shape_of(ds)
     if algorithm == "cdtools":
         from .cdtools_adapter import reconstruct_cdtools
+
+        if ds.valid is not None:
+            raise ValueError("the cdtools adapter does not take a detector mask; use rpie or lsqml")
 
         return reconstruct_cdtools(ds, idx, object_shape, split=split, iterations=iterations,
                                    seed=seed, progress=progress, likelihood=likelihood,

@@ -1,4 +1,5 @@
-"""``ptychotrace analyze``: compare run directories and say which stage of the scale chain deviates."""
+"""``ptychotrace analyze``: per run, healthy or the stage at fault (with evidence and the next
+thing to check), decided by the rules of analysis/rules.py; the bias summary across runs."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import argparse
 def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="compare runs; write bias_summary.json/.md and a figure",
                        description="Read run directories (NAME=DIR) and write bias_summary.json, "
-                                   "bias_summary.md and bias_summary.png: amplitude/phase bias, "
-                                   "scale chain ratios, split parity, labels vs truth, and a "
-                                   "diagnosis naming the stage that deviates most.")
+                                   "bias_summary.md and bias_summary.png: per run a verdict "
+                                   "(healthy, or the stage at fault with its evidence and the "
+                                   "next thing to check; the data consistency of the "
+                                   "reconstruction and of the truth comes first), amplitude/"
+                                   "phase bias, scale chain ratios, split parity, labels vs "
+                                   "truth.")
     p.add_argument("--scenario", dest="scenarios", action="append", required=True,
                    metavar="NAME=DIR", help="a run to include (repeat for several)")
     p.add_argument("--output-dir", required=True, help="where the bias summary is written")
@@ -26,7 +30,6 @@ def run(args: argparse.Namespace) -> int:
     summary = analyze_runs(runs, args.output_dir, figure=not args.no_figure, force=args.force)
     print(f"wrote {args.output_dir}/bias_summary.md and bias_summary.json "
           f"({summary['scenario_count']} scenario(s))")
-    for name, block in summary["scenarios"].items():
-        diag = block.get("diagnosis") or {}
-        print(f"  {name}: most deviating stage = {diag.get('stage')} ({diag.get('reason')})")
+    for line in summary["verdict_lines"].values():
+        print(f"  {line}")
     return 0

@@ -30,9 +30,9 @@ RUN_FLAGS = {
 }
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
+def add_run_flags(p: argparse.ArgumentParser, scenario_required: bool = True) -> None:
     """Every flag of ``run`` (``sweep`` accepts the same and passes them to each run)."""
-    add_simulation_flags(p, scenario_required=True)
+    add_simulation_flags(p, scenario_required=scenario_required)
     g = p.add_argument_group("grouping, training, inference, evaluation")
     g.add_argument("--group-count", type=positive_int, help="groups per split")
     g.add_argument("--group-multiplier", type=positive_int, help="factor on --group-count")
@@ -54,7 +54,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--amp-vmax", type=positive_float, help="display max of amplitude PNGs")
     add_corpus_flags(p)
     io = p.add_argument_group("inputs")
-    io.add_argument("--data", help="run on this dataset NPZ instead of simulating")
+    io.add_argument("--data", help="run on this data file (NPZ, CXI, ptychodus diffraction.h5) "
+                                   "instead of simulating; needs no --scenario, N comes from the "
+                                   "data (see 'inspect --help' for the data-file flags)")
     io.add_argument("--config", help="YAML/TOML/JSON file of settings (sections as in "
                                      "run_metadata.json 'config'); flags override it")
     io.add_argument("--quiet", action="store_true", help="no progress display")
@@ -65,7 +67,10 @@ def add_parser(sub) -> None:
                        description="Simulate (or load --data), group, train the PINN, infer the "
                                    "test split, stitch, compare with the ground truth, and record "
                                    "the scale chain in OUTPUT_DIR (see docs/telemetry.md).")
-    add_run_flags(p)
+    add_run_flags(p, scenario_required=False)
+    from .inspect import add_load_flags
+
+    add_load_flags(p)
     p.add_argument("--output-dir", required=True, help="run directory (refused if it exists)")
     p.add_argument("--force", action="store_true",
                    help="reuse an existing run directory (its old contents are moved aside)")
@@ -80,14 +85,40 @@ def request_from_args(args: argparse.Namespace, output_dir: Path, scenario: str 
 
     file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
     overrides = {**overrides_from(args, RUN_FLAGS), **(extra_overrides or {})}
-    config, profile, warnings = resolve_scenario(scenario or args.scenario, overrides, file_values)
+    scenario = scenario or getattr(args, "scenario", None)
+    data_options: dict = {}
+    if getattr(args, "data", None) and getattr(args, "handler", None) is run:
+        from ..io import pattern_size
+        from .inspect import load_options_from
+
+        opts = load_options_from(args)
+        data_options = opts.model_dump(exclude_defaults=True)
+        if not Path(args.data).is_file():
+            raise FileNotFoundError(f"--data: no such file: {args.data}")
+        n = pattern_size(args.data, opts)
+        if overrides.get("simulation.N", n) != n:
+            raise ValueError(f"--N {overrides['simulation.N']} but the data's patterns are {n} px "
+                             "(use --crop N to crop the detector)")
+        overrides["simulation.N"] = n
+    if scenario is None:
+        if not getattr(args, "data", None):
+            raise ValueError("give --scenario NAME (a simulation) or --data FILE (own data)")
+        # own data: the sim-lines presets do not apply; gs1 grouping/training defaults, no profile
+        config, profile, warnings = resolve_scenario("gs1_ideal", overrides, file_values,
+                                                     use_profile=False)
+        config = config.model_copy(update={"scenario": "data"})
+        profile = {**profile, "note": "own data (--data without --scenario): sim-lines "
+                                      "defaults apply to simulation only; N from the data"}
+    else:
+        config, profile, warnings = resolve_scenario(scenario, overrides, file_values)
     cli_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("handler",) and v is not None and not callable(v)}
     data = Path(args.data) if getattr(args, "data", None) else None
     if data is not None and not data.is_file():
         raise FileNotFoundError(f"--data: no such file: {data}")
     return RunRequest(config=config, output_dir=Path(output_dir), profile=profile, cli_args=cli_args,
-                      warnings=warnings, data_path=data, force=bool(getattr(args, "force", False)),
+                      warnings=warnings, data_path=data, data_options=data_options,
+                      force=bool(getattr(args, "force", False)),
                       progress=not getattr(args, "quiet", False))
 
 
@@ -99,9 +130,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     meta = run_scenario(req)
     out = Path(args.output_dir)
-    amp = (meta.get("comparison") or {}).get("amplitude") or {}
+    cmp = meta.get("comparison") or {}
+    amp = cmp.get("amplitude") or {}
     print(f"\nrun {meta['status']}: {out}")
-    print(f"  amplitude pearson {amp.get('pearson_r')}, ssim {amp.get('ssim')} (covered region)")
+    if cmp.get("available") is False:
+        print(f"  {cmp.get('reason')}; reconstruction, probe, scan and data consistency in the summary")
+    else:
+        print(f"  amplitude pearson {amp.get('pearson_r')}, ssim {amp.get('ssim')} (covered region)")
     print(f"  look at: {out}/{req.config.scenario}_comparison_summary.md, {out}/intensity_stats.md, "
           f"{out}/run_metadata.json")
     return 0

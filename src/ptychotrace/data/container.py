@@ -27,7 +27,9 @@ class GroupedData:
     xcoords, ycoords: (G, C) float64 global patch centres; dx, dy: (G, C) offsets from the group
     centre; pattern_index: (G, C) rows of the source dataset;
     Y_amp, Y_phi: (G, C, N, N) float32 ground-truth labels cut from the truth object with the
-    simulator's extractor, or None when the dataset has no ground truth.
+    simulator's extractor, or None when the dataset has no ground truth;
+    valid: (N, N) bool detector mask (True = measured) or None. Masked pixels are dropped from the
+    likelihood; in the network input X they are 0 so that their values cannot reach the loss.
     """
 
     X: np.ndarray
@@ -42,6 +44,7 @@ class GroupedData:
     gridsize: int
     input_gain: float
     split: str
+    valid: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -57,7 +60,7 @@ class GroupedData:
         return GroupedData(self.X[index], self.counts[index], self.xcoords[index],
                            self.ycoords[index], self.dx[index], self.dy[index],
                            self.pattern_index[index], pick(self.Y_amp), pick(self.Y_phi),
-                           self.gridsize, self.input_gain, self.split)
+                           self.gridsize, self.input_gain, self.split, self.valid)
 
 
 def train_input_gain(ds: Dataset) -> float:
@@ -65,7 +68,10 @@ def train_input_gain(ds: Dataset) -> float:
     train = ds.indices("train")
     if len(train) == 0:
         raise ValueError("dataset has no training patterns; cannot derive the input gain")
-    return input_normalisation_gain(np.sqrt(ds.counts[train]))
+    amp = np.sqrt(ds.counts[train])
+    if ds.valid is not None:   # masked pixels carry no measurement: keep them out of the gain
+        amp = np.where(ds.valid, amp, np.float32(0))
+    return input_normalisation_gain(amp)
 
 
 def truth_patches(obj: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray, n: int) -> np.ndarray:
@@ -89,6 +95,8 @@ def build_grouped(ds: Dataset, split: str, gridsize: int, group_count: int, neig
     idx = rows[groups.indices]                                    # (G, C) dataset rows
     counts = ds.counts[idx]                                       # (G, C, N, N)
     x_in = (np.sqrt(counts) * np.float32(input_gain)).astype(np.float32)
+    if ds.valid is not None:
+        x_in = np.where(ds.valid, x_in, np.float32(0)).astype(np.float32)
     y_amp = y_phi = None
     if ds.obj is not None:
         n = ds.patch_size
@@ -98,4 +106,5 @@ def build_grouped(ds: Dataset, split: str, gridsize: int, group_count: int, neig
         y_phi = np.angle(patches).astype(np.float32)
     return GroupedData(X=x_in, counts=counts, xcoords=ds.xcoords[idx], ycoords=ds.ycoords[idx],
                        dx=groups.dx, dy=groups.dy, pattern_index=idx, Y_amp=y_amp, Y_phi=y_phi,
-                       gridsize=gridsize, input_gain=float(input_gain), split=split)
+                       gridsize=gridsize, input_gain=float(input_gain), split=split,
+                       valid=ds.valid)

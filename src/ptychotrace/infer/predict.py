@@ -76,6 +76,8 @@ class Prediction:
     #: (issue #12: network-only quality is reported next to the refined one); None when no
     #: refinement ran (then amplitude/phase above are the network-only object).
     network_only: dict[str, np.ndarray] | None = None
+    pattern_index: np.ndarray | None = None   # (P,) dataset rows of the patches
+    object_full: np.ndarray | None = None     # (H, W) complex64 final object, no coverage mask
 
     # Names used by the scenario runner.
     @property
@@ -119,6 +121,9 @@ def object_shape_for(ds: Dataset) -> tuple[int, int]:
     """The object frame: the truth's shape, else the simulated object size, else the scan extent."""
     if ds.obj is not None:
         return tuple(ds.obj.shape)
+    frame = (ds.metadata.get("geometry") or {}).get("object_frame")   # real data (ptychotrace.io)
+    if frame:
+        return int(frame["height_px"]), int(frame["width_px"])
     size = ((ds.metadata.get("simulation") or {}).get("object_size"))
     if size:
         return int(size), int(size)
@@ -374,7 +379,8 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
                   batch_size: int = 256, *, holdout: float = REFINE_HOLDOUT,
                   patience: int | None = REFINE_PATIENCE, seed: int = 0,
                   refit: bool = True, smooth: bool = True,
-                  backoffs: int = REFINE_BACKOFFS) -> tuple[np.ndarray, dict[str, Any]]:
+                  backoffs: int = REFINE_BACKOFFS,
+                  valid: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """At most ``steps`` Adam steps of the training Poisson NLL w.r.t. the object canvas (H, W)
     complex, starting from the stitched PINN output (uncovered pixels start at ``fill``). Uses the
     same extractor and forward model as training; ``lr`` is relative to ``fill`` (the amp scale).
@@ -405,6 +411,12 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
     n = counts.shape[-1]
     pad = required_pad(n)
     counts = np.ascontiguousarray(counts, dtype=np.float32)
+    mask = None
+    if valid is not None:
+        # ``valid`` (N, N) bool, True = measured: masked pixels leave every sum below; 0 here only
+        # keeps their values out of the hold-out decision and the thinning's random draws
+        counts = np.where(valid, counts, np.float32(0))
+        mask = torch.as_tensor(np.asarray(valid, bool))
     reason = holdout_reason(counts, holdout)
     start = np.where(covered_init, init, np.complex64(fill)).astype(np.complex64)
     xs = torch.as_tensor(xcoords + pad)
@@ -418,7 +430,7 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
         ratio = holdout / (1.0 - holdout)         # E[held-out] / E[fitted]
     else:
         fit, held, fit_probe, fit_mean, ratio = all_counts, None, probe, mean_counts, 0.0
-    n_pix = float(counts.size)
+    n_pix = float(counts.size if mask is None else counts.shape[0] * int(mask.sum()))
 
     def new_param():
         canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
@@ -433,12 +445,12 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
             with torch.set_grad_enabled(grad):
                 lam = expected_counts(p, extract_patches(torch.view_as_complex(param),
                                                          xs[sl], ys[sl], n))
-                loss = poisson_nll(lam, cts[sl], mc).sum() / len(xs)
+                loss = poisson_nll(lam, cts[sl], mc, mask).sum() / len(xs)
                 if grad:
                     loss.backward()
             total += float(loss.detach())
             if score:
-                held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0).sum())
+                held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0, mask).sum())
         return total, held_sum / n_pix
 
     def replay(path, cts, p, mc):
@@ -615,12 +627,13 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
             amp_ref, refine_steps, float(cfg.refine_lr), holdout=float(cfg.refine_holdout),
             patience=cfg.refine_patience, seed=int(ckpt["config"]["training"]["seed"]),
             refit=bool(cfg.refine_refit), smooth=bool(cfg.refine_smooth),
-            backoffs=int(cfg.refine_backoffs))
+            backoffs=int(cfg.refine_backoffs), valid=ds.valid)
         amplitude = np.where(covered, np.abs(obj), 0).astype(np.float32)
         phase = np.where(covered, np.angle(obj), 0).astype(np.float32)
         seconds["refine"] = time.perf_counter() - t1
     else:
         steps["refine"] = {"applied": False, "reason": "refine_steps = 0"}
+        obj = amplitude * np.exp(1j * phase)
     seconds["total"] = time.perf_counter() - t0
     return Prediction(amplitude=amplitude, phase=phase, weight=st.weight.numpy().astype(np.float32),
                       covered=covered, patches=flat.astype(np.complex64), xcoords=xs, ycoords=ys,
@@ -628,7 +641,9 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
                       seconds=seconds, steps=steps, groups_available=available,
                       offsets_axis_max_abs=[float(np.abs(data.dx).max()), float(np.abs(data.dy).max())],
                       padded_shape=(shape[0] + 2 * required_pad(n), shape[1] + 2 * required_pad(n)),
-                      fits_canvas=True, network_only=network_only)
+                      fits_canvas=True, network_only=network_only,
+                      pattern_index=data.pattern_index.reshape(-1),
+                      object_full=np.asarray(obj, dtype=np.complex64))
 
 
 def _probe_factor(model: PINN) -> float:

@@ -20,7 +20,7 @@ from .geometry import Geometry, ObjectFrame
 from .scan import LoadOptions, build_dataset
 
 __all__ = ["Geometry", "LoadOptions", "ObjectFrame", "assign_geometry", "detect_format", "load_data",
-           "save_data"]
+           "pattern_size", "save_data"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -57,6 +57,29 @@ def detect_format(path: str | Path) -> str:
                                "diffraction.h5 and give this file with --product")
     raise DatasetError(f"{path}: HDF5 file in no known layout (CXI needs /entry_1 with "
                        "instrument_1/detector_1/data; ptychodus needs 'patterns' and 'indexes')")
+
+
+def pattern_size(path: str | Path, options: LoadOptions | None = None) -> int:
+    """N of the patterns ``load_data`` would return (reads shapes only, or ``options.N``)."""
+    opts = options or LoadOptions()
+    if opts.N is not None:
+        return int(opts.N)
+    path = Path(path)
+    fmt = detect_format(path) if opts.format == "auto" else opts.format
+    if fmt == "npz":
+        ds, _ = load_data(path, opts)
+        return ds.patch_size
+    from . import cxi
+    from .hdf5 import h5py_module
+
+    with h5py_module().File(path, "r") as f:
+        key = "patterns" if fmt == "ptychodus" else next((k for k in cxi.DATA_KEYS if k in f), None)
+        if key is None or key not in f:
+            raise DatasetError(f"{path}: no diffraction data found for format {fmt}")
+        h, w = f[key].shape[-2:]
+    if h != w or h % opts.bin_factor:
+        raise DatasetError(f"{path}: patterns are {h}x{w}; give --crop N for a square frame")
+    return int(h // opts.bin_factor)
 
 
 def load_data(path: str | Path, options: LoadOptions | None = None) -> tuple[Dataset, Geometry]:

@@ -242,11 +242,15 @@ class ChannelHeadline(Block):
 
 
 class ComparisonHeadline(Block):
-    """run_metadata.json ``comparison``: the headline of comparison_metrics.json plus its path."""
+    """run_metadata.json ``comparison``: the headline of comparison_metrics.json plus its path.
+    Own data without a ground truth: ``available`` False, ``reason`` says why, no metrics (the
+    block then carries reconstruction/probe/scan summaries, scenarios/no_truth.py)."""
 
-    metrics_path: str
-    amplitude: ChannelHeadline | None
-    phase: ChannelHeadline | None
+    metrics_path: str | None = None
+    amplitude: ChannelHeadline | None = None
+    phase: ChannelHeadline | None = None
+    available: bool = True
+    reason: str | None = None
     full_canvas: FullCanvas | None = None
     registration: Registration | None = None
     coverage_fraction: float | None = None

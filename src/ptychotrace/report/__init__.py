@@ -1049,7 +1049,9 @@ def _analyze_document(d: _Dir) -> Document:
         if s.get("absent"):
             items.append(("absent (not fatal)", ", ".join(map(str, s["absent"]))))
         per.append(KeyValues(items, caption=name))
-        if diag.get("stage"):
+        if diag.get("line"):   # the analyzer's verdict (analysis/rules.py): healthy or the fault
+            per.append(Para(diag["line"], "bad" if diag.get("exceeds_threshold") else "ok"))
+        elif diag.get("stage"):
             text = (f"{name}: most deviating stage is {diag.get('label')} (normalised deviation "
                     f"{fmt(diag.get('score'))}, threshold 1): {diag.get('reason')}.")
             per.append(Para(text, "bad" if diag.get("exceeds_threshold") else "ok"))

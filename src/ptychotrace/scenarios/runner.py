@@ -16,13 +16,15 @@ import numpy as np
 
 from ..config import PredictionScaleSource, RunConfig
 from ..data.container import GroupedData, build_grouped, truth_patches
-from ..data.dataset import Dataset, file_sha256, load_dataset
+from ..data.dataset import Dataset, file_sha256
 from ..simulate import simulate, split_stats
 from ..telemetry.recorder import RunRecorder, collect_provenance, prepare_run_dir
 from ..telemetry.scale_chain import intensity_scale_block, label_vs_truth, record_training_label_stats
 from ..telemetry.stats import array_stats
 from ..telemetry.writers import write_json, write_npy, write_text
 from .artifacts import save_image
+from .no_truth import stage_no_truth
+from .no_truth import summary_lines as no_truth_summary
 
 TRAIN_OUTPUTS = "train_outputs"
 INFERENCE_OUTPUTS = "inference_outputs"
@@ -85,11 +87,16 @@ def _stage_data(req: RunRequest, rec: RunRecorder, log) -> Dataset:
         source = {"type": "simulated" if req.dataset_record else "in_memory", "path": None,
                   "sha256": None, "note": "dataset handed over in memory (e.g. by a sweep)"}
     elif req.data_path is not None:
-        ds = load_dataset(req.data_path, **req.data_options)
+        from ..io import LoadOptions, load_data
+
+        ds, geom = load_data(req.data_path, LoadOptions(**req.data_options))
         record = None
-        source = {"type": "npz_file", "path": str(req.data_path),
+        source = {"type": f"{geom.source_format}_file", "path": str(req.data_path),
                   "sha256": file_sha256(req.data_path)}
-        log(f"loaded {req.data_path}: {ds.n_patterns} patterns of {ds.patch_size}x{ds.patch_size}")
+        rec.set_block("geometry", geom.to_dict())   # positions converted once, at load
+        log(f"loaded {req.data_path} ({geom.source_format}): {ds.n_patterns} patterns of "
+            f"{ds.patch_size}x{ds.patch_size}; object pixel {geom.object_pixel_width_m} m; "
+            f"{100 * ds.masked_fraction:.3g}% of detector pixels masked")
     else:
         log(f"simulating {cfg.scenario}: {cfg.simulation.total_images} patterns at "
             f"{cfg.simulation.nphotons:.3g} photons/pattern")
@@ -99,8 +106,8 @@ def _stage_data(req: RunRequest, rec: RunRecorder, log) -> Dataset:
         raise ValueError(f"dataset patterns are {ds.patch_size} px but N={cfg.simulation.N}; "
                          "pass --N to match the data")
     if ds.obj is None:
-        raise ValueError("the dataset has no ground truth (objectGuess); a scenario run compares "
-                         "against it. Use 'ptychotrace train' and 'infer' for data without truth")
+        log("no ground truth in the data: the compare stage records the reconstruction, probe, "
+            "scan and data consistency instead")
     rec.set_block("provenance", collect_provenance(
         {"object_seed": cfg.simulation.object_seed, "sim_seed": cfg.simulation.sim_seed,
          "training_seed": cfg.training.seed, "group_seed": cfg.grouping.group_seed}, source))
@@ -131,7 +138,9 @@ def _record_from_dataset(ds: Dataset) -> dict:
                   "physical": amplitude_stats(ds.probe),
                   "physical_energy_photons": float(np.sum(np.abs(ds.probe) ** 2)),
                   "pre_normalisation": None, "post_normalisation": None,
-                  "note": "probe normalisation happened before the file was written"},
+                  "note": "probe normalisation happened before the file was written",
+                  # real data: the probe's rescaling to sqrt(photons) at load (ptychotrace.io)
+                  "scale_at_load": (ds.metadata.get("geometry") or {}).get("probe_scaling")},
         "dataset_scale_info": {
             "N": n, "nphotons": nphotons,
             "batch_mean_sum_intensity": float(unit[train].mean()) if s else None,
@@ -184,6 +193,9 @@ def _stage_group(req: RunRequest, rec: RunRecorder, ds: Dataset, log):
         rec.add_intensity_stage("training_labels_Y_I", "training container Y_I = Y_amp^2",
                                 arrays["Y_I"], {"count": len(data.train), "gridsize": g,
                                                 "group_limit": None, "domain": "object_intensity"})
+    if ds.obj is None:
+        rec.set_block("label_vs_truth_analysis", {"verdict": None, "reason": "no ground truth"})
+        return data
     # Ground truth over the same region the labels came from, cut independently of the labels.
     xs, ys = data.train.xcoords.ravel(), data.train.ycoords.ravel()
     truth_same_region = float(np.abs(truth_patches(ds.obj, xs, ys, ds.patch_size)).mean(
@@ -458,7 +470,9 @@ def run_scenario(req: RunRequest) -> dict[str, Any]:
         pred = _stage_infer(req, rec, ds, model, log)
     with rec.stage("compare"):
         _fault(req, "compare")
-        cmp = _stage_compare(req, rec, ds, model, pred, log)
+        cmp = (_stage_compare if ds.obj is not None else stage_no_truth)(req, rec, ds, model, pred, log)
+        from ..evaluate.consistency_record import record_run_consistency
+        record_run_consistency(rec, out, ds, pred, _activation_bound(model))
         dsi = rec.get_block("dataset_scale_info") or {}
         used = dsi.get("dataset_scale") if dsi.get("used_mode") == "dataset" else dsi.get("fallback_scale")
         rec.write_intensity_stats(
@@ -506,6 +520,8 @@ def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: dict, result) -> No
               f"applied {scale.get('applied')}; least-squares scale {_fmt(ls.get('value'))}",
               f"- registration shift (px, y/x): {(cmp.get('registration') or {}).get('shift_px')}",
               f"- labels vs truth: {lvt.get('verdict')}", ""]
+    if cmp.get("available") is False:   # own data without a ground truth
+        lines = no_truth_summary(name, cmp, rec.get_block("consistency"))
     write_text(out / f"{name}_comparison_summary.md", "\n".join(lines))
     rec.add_artifact(f"{name}_comparison_summary.md")
     t = result.to_dict()

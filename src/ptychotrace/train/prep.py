@@ -74,7 +74,7 @@ def prepare_training_data(config: RunConfig, ds: Dataset, scales: dict | None = 
         amp_ref = float(scales["amp_ref"]["value"])
     else:
         train_counts = ds.counts[ds.indices("train")]
-        norm = LossNormaliser.from_counts(train_counts, target_factor)
+        norm = LossNormaliser.from_counts(train_counts, target_factor, valid=ds.valid)
         amp_ref = estimate_amplitude_reference(norm.mean_counts / target_factor, ds.probe)
     return TrainingData(train=full.take(train_idx), val=full.take(val_idx) if n_val else None,
                         input_gain=gain, normaliser=norm, amp_ref=amp_ref, dose_scale=dose_scale,
@@ -123,7 +123,8 @@ def _batch(data: GroupedData, idx: np.ndarray, model: PINN, device: torch.device
 
     out = {"x": t(data.X), "counts": model.targets(t(data.counts)),
            "dx": t(data.dx, torch.float64), "dy": t(data.dy, torch.float64),
-           "y_amp": None, "y_phi": None}
+           "y_amp": None, "y_phi": None,
+           "valid": None if data.valid is None else torch.as_tensor(data.valid).to(device)}
     if need_labels and data.Y_amp is not None:
         out["y_amp"], out["y_phi"] = t(data.Y_amp), t(data.Y_phi)
     return out
@@ -148,7 +149,8 @@ def evaluate_split(model: PINN, data: GroupedData, norm: LossNormaliser, weights
         idx = np.arange(start, min(start + batch_size, len(data)))
         b = _batch(data, idx, model, device, need_labels=True)
         out = model(b["x"], b["dx"], b["dy"])
-        losses = compute_losses(out, b["counts"], norm, weights, b["y_amp"], b["y_phi"])
+        losses = compute_losses(out, b["counts"], norm, weights, b["y_amp"], b["y_phi"],
+                                valid=b["valid"])
         k = len(idx)
         for key, v in losses.items():
             sums[key] = sums.get(key, 0.0) + float(v) * k

@@ -192,7 +192,7 @@ class Trainer:
         b = _batch(self.data.train, idx, self.model, self.device, self.need_labels)
         out = self.ddp_model(b["x"], b["dx"], b["dy"], merge)
         losses = compute_losses(out, b["counts"], self.data.normaliser, self.tr.loss_weights,
-                                b["y_amp"], b["y_phi"])
+                                b["y_amp"], b["y_phi"], valid=b["valid"])
         bad = [(k, float(v.detach())) for k, v in losses.items() if not torch.isfinite(v)]
         if not bad:
             self.opt.zero_grad(set_to_none=True)

@@ -1,0 +1,166 @@
+"""Time to quality (issue #12): amplitude SSIM against inference seconds on one test split.
+
+    .venv/bin/python benchmarks/bench_time_to_quality.py            # the documented small run
+    .venv/bin/python benchmarks/bench_time_to_quality.py --quick    # smoke run
+
+Three curves on the same data (the test split of one simulated scenario, small sizes):
+
+    network       the trained network alone (refine_steps 0): one point
+    network+k     the network followed by k physics-refinement steps (the InferenceConfig defaults
+                  otherwise: hold-out early stop, back-offs, low-pass, refit), k in --refine-steps
+    baseline      the iterative baseline (ptychotrace.baseline.reconstruct, LSQ-ML, amplitude
+                  likelihood) from a flat start (ones), no hold-out, scored at every iterate in
+                  --baseline-iterations; its time excludes the scoring callback
+
+Seconds are inference wall time (network: grouping + forward + twin fix + stitch; refinement
+included when k > 0). Training time is reported separately and not on the axis: it is paid once.
+Score: covered region of the test split, no rescale, no registration (evaluate.metrics). Writes
+benchmarks/results/time_to_quality.json and docs/figures/time_to_quality.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ptychotrace.baseline import reconstruct
+from ptychotrace.config import InferenceConfig, resolve_scenario
+from ptychotrace.evaluate.metrics import compare_reconstruction
+from ptychotrace.infer.predict import predict
+from ptychotrace.simulate import simulate
+from ptychotrace.train.checkpoint import load_model
+from ptychotrace.train.trainer import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe_machine, record_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+
+
+def ssim_of(obj: np.ndarray, covered: np.ndarray, truth: np.ndarray) -> dict:
+    cmp = compare_reconstruction(obj, truth, covered, register=False,
+                                 amplitude_data_range=float(np.ptp(np.abs(truth))))
+    return {"amp_ssim": cmp["amplitude"]["ssim"], "amp_pearson": cmp["amplitude"]["pearson_r"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenario", default="gs1_custom")
+    ap.add_argument("--N", type=int, default=32)
+    ap.add_argument("--object-size", type=int, default=128)
+    ap.add_argument("--patterns", type=int, default=600)
+    ap.add_argument("--nphotons", type=float, default=1e9)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--train-seconds", type=float, default=180.0)
+    ap.add_argument("--refine-steps", type=int, nargs="+", default=[5, 10, 20, 50, 100])
+    ap.add_argument("--baseline-iterations", type=int, nargs="+",
+                    default=[1, 2, 5, 10, 20, 50, 100, 200])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--output", default=str(ROOT / "results" / "time_to_quality.json"))
+    ap.add_argument("--figure", default=str(ROOT.parent / "docs" / "figures" / "time_to_quality.png"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.patterns, args.epochs, args.train_seconds = 128, 2, 30.0
+        args.refine_steps, args.baseline_iterations = [2, 5], [1, 5, 10]
+    over = {"simulation.N": args.N, "simulation.object_size": args.object_size,
+            "simulation.base_total_images": args.patterns, "simulation.buffer": 8.0,
+            "simulation.nphotons": args.nphotons, "grouping.group_count": 100000,
+            "training.nepochs": args.epochs, "training.batch_size": 16, "training.device": "cpu"}
+    cfg, _, _ = resolve_scenario(args.scenario, over, use_profile=False)
+    ds, _ = simulate(cfg.simulation, scenario=args.scenario)
+    work = Path(tempfile.mkdtemp(prefix="bench_ttq_"))
+    res = train(cfg, ds, work, progress=False, time_limit_s=args.train_seconds, log=lambda *a: None)
+    model = load_model(work)
+    truth = ds.obj
+
+    curves: dict[str, list[dict]] = {"network": [], "network_refined": [], "baseline": []}
+    pred = predict(model, ds, InferenceConfig(refine_steps=0))
+    covered = pred.covered
+    curves["network"].append({"seconds": pred.seconds["total"], "refine_steps": 0,
+                              **ssim_of(pred.obj, covered, truth)})
+    for k in args.refine_steps:
+        p = predict(model, ds, InferenceConfig(refine_steps=k))
+        curves["network_refined"].append({"seconds": p.seconds["total"], "refine_steps": k,
+                                          "refine": {kk: v for kk, v in p.steps["refine"].items()
+                                                     if not isinstance(v, list)},
+                                          **ssim_of(p.obj, p.covered, truth)})
+        print(f"network+{k}: {curves['network_refined'][-1]['amp_ssim']:.3f} in "
+              f"{p.seconds['total']:.2f} s", flush=True)
+
+    marks = set(args.baseline_iterations)
+    spent = {"callback": 0.0}
+    t_start = time.perf_counter()
+
+    def on_iterate(k: int, obj: np.ndarray) -> None:
+        if k not in marks:
+            return
+        t0 = time.perf_counter()
+        elapsed = t0 - t_start - spent["callback"]
+        curves["baseline"].append({"seconds": elapsed, "iterations": k,
+                                   **ssim_of(obj, covered, truth)})
+        spent["callback"] += time.perf_counter() - t0
+
+    base = reconstruct(ds, "test", iterations=max(marks), holdout=0.0, patience=None, refit=False,
+                       callback=on_iterate)
+    result = {
+        "benchmark": "time_to_quality", "command": " ".join(sys.argv), "scenario": args.scenario,
+        "N": args.N, "object_size": args.object_size, "nphotons": args.nphotons,
+        "test_patterns": int(len(ds.indices("test"))),
+        "training": {"status": res.status, "epochs_completed": res.epochs_completed,
+                     "train_seconds": res.train_seconds,
+                     "samples_per_second": res.samples_per_second},
+        "baseline": {"algorithm": base.algorithm, "wall_time_s": base.wall_time_s,
+                     "coverage_matches_network": bool(np.array_equal(base.covered, covered))},
+        "curves": curves,
+        "score": "amplitude SSIM on the covered region of the test split (the network's coverage), "
+                 "no rescale, no registration",
+        "machine": describe_machine(),
+        "note": "timings on a shared, loaded 2-core CPU: compare within this run only",
+    }
+    record_result(result, args.output)
+    plot(curves, args.figure, f"{args.scenario}, N={args.N}, {args.nphotons:.0e} photons")
+    return 0
+
+
+def plot(curves: dict, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    net = curves["network"][0]
+    ax.plot([net["seconds"]], [net["amp_ssim"]], "o", ms=9, label="network only")
+    r = curves["network_refined"]
+    if r:
+        ax.plot([net["seconds"]] + [p["seconds"] for p in r],
+                [net["amp_ssim"]] + [p["amp_ssim"] for p in r], "s-", label="network + k steps")
+        for p in r:
+            ax.annotate(str(p["refine_steps"]), (p["seconds"], p["amp_ssim"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    b = curves["baseline"]
+    if b:
+        ax.plot([p["seconds"] for p in b], [p["amp_ssim"] for p in b], "^-",
+                label="baseline from flat start (iterations)")
+        for p in b:
+            ax.annotate(str(p["iterations"]), (p["seconds"], p["amp_ssim"]), fontsize=7,
+                        xytext=(3, -9), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("inference wall time (s)")
+    ax.set_ylabel("amplitude SSIM (covered test region)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
