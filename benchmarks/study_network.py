@@ -175,7 +175,8 @@ def main() -> int:
         write_json(Path(args.output), {"machine": {**describe_machine(),
                                                    "load_average_start": os.getloadavg()},
                                        "command": " ".join(sys.argv),
-                                       "throughput": throughput(args.variants)})
+                                       "throughput": throughput(args.variants,
+                                                                batch=args.batch_size)})
         return 0
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

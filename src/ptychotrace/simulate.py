@@ -101,7 +101,7 @@ def simulate(sim: SimulationConfig, progress: Progress | None = None,
     for sl in chunks:
         block = counts[sl]
         if sim.poisson_noise:
-            sample_poisson(block, noise_seed_int, s2, first_index=sl.start * n * n, out=block)
+            sample_poisson(block, noise_seed_int, s2, first_pattern=sl.start, out=block)
         else:
             np.multiply(block, np.float32(s2), out=block)
         measured[sl] = block.sum(axis=(1, 2), dtype=np.float64)

@@ -15,7 +15,14 @@ COMPARISON_FILE = "comparison_metrics.json"
 
 
 def add_parser(sub) -> None:
-    from ..baseline.solver import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_HOLDOUT, LIKELIHOODS
+    from ..baseline.solver import (
+        ALGORITHMS,
+        DEFAULT_ALGORITHM,
+        DEFAULT_HOLDOUT,
+        LIKELIHOODS,
+        LSQ_DAMPING,
+        LSQ_DAMPING_PHOTONS,
+    )
 
     p = sub.add_parser(
         "baseline", help="iterative reconstruction (known probe and positions) as the reference",
@@ -36,6 +43,11 @@ def add_parser(sub) -> None:
     p.add_argument("--split", choices=["test", "train", "all"], default="test")
     p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
                    help="fraction of the photons held out for early stopping (0 = off)")
+    p.add_argument("--damping-photons", type=float, default=LSQ_DAMPING_PHOTONS,
+                   help="LSQ-ML step damping floor in photons of summed illumination (0 = none; "
+                        "docs/baseline.md)")
+    p.add_argument("--damping", type=float, default=LSQ_DAMPING,
+                   help="LSQ-ML relative preconditioner damping, pty-chi's form (0 = none)")
     p.add_argument("--smooth", action="store_true",
                    help="Gaussian low-pass of the result, width chosen by the held-out deviance "
                         "(the PINN refinement's rule; off by default: plain LSQ-ML / rPIE)")
@@ -128,12 +140,16 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not 0 <= args.holdout < 1:
         raise ValueError(f"--holdout must be in [0, 1), got {args.holdout}")
+    for flag, value in (("--damping", args.damping), ("--damping-photons", args.damping_photons)):
+        if not 0 <= value < float("inf"):
+            raise ValueError(f"{flag} must be finite and >= 0, got {value}")
     with progress_bar(f"baseline {args.algorithm}", enabled=not args.no_progress) as update:
         result = reconstruct(ds, split=args.split, iterations=args.iterations,
                              algorithm=args.algorithm, group_limit=args.group_limit,
                              seed=args.seed, progress=update, likelihood=args.likelihood,
                              holdout=args.holdout, window=args.stitch_window,
-                             smooth=args.smooth)
+                             smooth=args.smooth, damping=args.damping,
+                             damping_photons=args.damping_photons)
     backup = prepare_run_dir(out, force=args.force)
     if backup is not None:
         print(f"moved the previous {out} aside to {backup}")

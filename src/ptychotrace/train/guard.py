@@ -13,10 +13,11 @@ history). It is scale-free, so it does not depend on the dose or the object's me
 
 Rule: epoch e collapses when ``cv_e < ratio * max(cv_1 .. cv_{e-1})`` (``training.collapse_ratio``,
 default 0.05: a 20-fold drop; the reported collapse was a 48-fold drop, 0.24 -> 0.005 in std at an
-unchanged mean). Measured on healthy runs: the flat-object plateau at the start has cv 0.0025-0.02
-and cv then only grows, or falls by at most ~3x in one epoch while the loss improves (tiny gs1
-test run: 0.017 -> 0.006), well above the bound. The epoch-1 value is the first reference, so an
-early plateau cannot trigger the guard by itself.
+unchanged mean). Measured (docs/benchmarks.md, "The network alone"): the flat-object plateau at
+the start has cv 0.0025-0.025; afterwards cv fell by at most ~3x in one epoch on gs1 runs (tiny
+test run 0.017 -> 0.006, GroupNorm run 0.025 -> 0.0085) and by 7x at the gs2 merge onset
+(0.121 -> 0.016, validation loss improving), all above the bound. The epoch-1 value is the first
+reference, so an early plateau cannot trigger the guard by itself.
 
 Action (trainer.py): a warning in the log at once, a ``{"kind": "amplitude_collapse"}`` event in the
 history and in ``TrainResult.collapse_events``; the collapsed weights are not saved as 'best';
