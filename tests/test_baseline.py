@@ -237,3 +237,108 @@ def test_cdtools_adapter_when_installed(clean):
     res = reconstruct(clean, iterations=30, algorithm="cdtools")
     r = _pearson(np.abs(res.obj), np.abs(clean.obj), res.covered_illuminated)
     assert r > 0.9, r
+
+
+def _one_undamped_step(ds: Dataset) -> np.ndarray:
+    """One LSQ-ML iteration from ones, written out from the forward operators (amplitude target,
+    direction scatter(conj(P) chi) / (D + delta max D), closed-form step), in the object frame."""
+    from ptychotrace.baseline.solver import BETA_MAX, LSQ_DELTA
+    from ptychotrace.physics.forward import far_field, inverse_far_field, scatter_patches
+    from ptychotrace.physics.stitching import ILLUMINATED_FRACTION, illumination_map
+
+    idx = ds.indices("test")
+    pad = required_pad(N)
+    shape = (SIZE + 2 * pad, SIZE + 2 * pad)
+    probe = torch.from_numpy(ds.probe)
+    xs = torch.from_numpy(ds.xcoords[idx] + pad)
+    ys = torch.from_numpy(ds.ycoords[idx] + pad)
+    sqrt_i = torch.from_numpy(ds.counts[idx]).sqrt()
+    obj = torch.ones(shape, dtype=torch.complex64)
+    psi = probe * extract_patches(obj, xs, ys, N)
+    f = far_field(psi)
+    chi = inverse_far_field(f * sqrt_i / f.abs().clamp_min(1e-30)) - psi
+    d_map = illumination_map(probe, xs, ys, shape)
+    direction = scatter_patches(probe.conj() * chi, xs, ys, shape) / (
+        d_map + LSQ_DELTA * float(d_map.max()))
+    dpsi = probe * extract_patches(direction, xs, ys, N)
+    beta = float((dpsi.conj() * chi).real.double().sum()) / float(dpsi.abs().square().double().sum())
+    out = (obj + min(max(beta, 0.0), BETA_MAX) * direction)[pad:pad + SIZE, pad:pad + SIZE]
+    lit = (d_map >= ILLUMINATED_FRACTION * float(d_map.max()))[pad:pad + SIZE, pad:pad + SIZE]
+    return torch.where(lit, out, torch.zeros((), dtype=out.dtype)).numpy()
+
+
+def test_zero_damping_is_the_undamped_lsqml_step(clean):
+    """Both dampings 0 reproduce the plain LSQ-ML update (the solver before the damping)."""
+    from ptychotrace.baseline.solver import LSQ_DELTA, lsq_preconditioner
+
+    res = reconstruct(clean, iterations=1, holdout=0.0, damping=0.0, damping_photons=0.0)
+    np.testing.assert_allclose(res.obj, _one_undamped_step(clean), rtol=1e-5, atol=1e-5)
+    assert res.params["lsq_damping"] == 0.0 and res.params["lsq_damping_photons"] == 0.0
+    # 1e6 photons per pattern: the default photon floor is negligible against D, a relative
+    # damping is not
+    default = reconstruct(clean, iterations=1, holdout=0.0)
+    np.testing.assert_allclose(default.obj, res.obj, rtol=1e-4, atol=1e-4)
+    relative = reconstruct(clean, iterations=1, holdout=0.0, damping=0.1, damping_photons=0.0)
+    assert not np.allclose(relative.obj, res.obj, rtol=1e-4, atol=1e-4)
+    d = torch.tensor([[0.0, 1e-30, 0.5], [3.0, 7.0, 10.0]])
+    undamped = lsq_preconditioner(d, LSQ_DELTA, 0.0, 0.0)
+    assert torch.equal(undamped, d + LSQ_DELTA * 10.0)               # bit-exact
+    # the relative form is pty-chi's sqrt(D^2 + (gamma max D)^2)
+    torch.testing.assert_close(lsq_preconditioner(d, 0.0, 0.1, 0.0), torch.sqrt(d**2 + 1.0))
+    for bad in ({"damping": -0.1}, {"damping_photons": float("nan")}):
+        with pytest.raises(ValueError, match="damping"):
+            reconstruct(clean, iterations=1, **bad)
+
+
+def test_damping_shrinks_the_steps_where_the_probe_barely_reaches():
+    """A larger damping divides by more where D << max D and by almost nothing more where D is
+    near its maximum, so after one iteration the weakly lit pixels have moved less relative to
+    the well-lit ones."""
+    from ptychotrace.baseline.solver import lsq_preconditioner
+
+    d = torch.linspace(0.0, 100.0, 101)                # photons
+    for key, values in (("damping", (0.0, 0.05, 0.1, 0.3)), ("damping_photons", (0.0, 1.0, 3.0, 10.0))):
+        dens = [lsq_preconditioner(d, 1e-3, **{"damping": 0.0, "damping_photons": 0.0, key: v})
+                for v in values]
+        for lo, hi in zip(dens, dens[1:], strict=False):
+            assert bool((hi >= lo).all())
+            gain = hi / lo                     # how much smaller the damped step is, per pixel
+            assert bool((gain[1:] <= gain[:-1]).all()) and float(gain[-1]) < 1.05
+    ds = _dataset(noise=True, photons=1e4, step=5.0)
+    moved = {}
+    for g in (0.0, 0.3):
+        res = reconstruct(ds, iterations=1, holdout=0.0, damping=g, damping_photons=0.0)
+        illum = res.illumination / res.illumination.max()
+        change = np.abs(res.obj - 1)
+        weak = res.illuminated & (illum < 0.1)
+        strong = illum > 0.5
+        assert weak.sum() > 20 and strong.sum() > 20
+        moved[g] = np.median(change[weak]) / np.median(change[strong])
+    # measured 0.32 against 3.45 on this fixture (a factor 11): a factor 2 is a wide margin
+    assert moved[0.3] < 0.5 * moved[0.0], moved
+
+
+def test_command_refuses_a_bad_damping_before_writing(tmp_path):
+    import argparse
+
+    from ptychotrace.commands import baseline as cmd
+
+    data = save_dataset(tmp_path / "tiny.npz", _dataset(noise=True, photons=1e5))
+    parser = argparse.ArgumentParser()
+    cmd.add_parser(parser.add_subparsers())
+    for flag in ("--damping", "--damping-photons"):
+        out = tmp_path / f"bl{flag}"
+        args = parser.parse_args(["baseline", "--data", str(data), "--output-dir", str(out),
+                                  "--no-progress", flag, "-1"])
+        with pytest.raises(ValueError, match=flag):
+            args.handler(args)
+        assert not out.exists()
+
+
+def test_baseline_config_defaults_are_the_solvers():
+    """The damping defaults are defined in the solver and mirrored in BaselineConfig (the CLI)."""
+    from ptychotrace.baseline.solver import LSQ_DAMPING, LSQ_DAMPING_PHOTONS
+    from ptychotrace.config import BaselineConfig
+
+    assert BaselineConfig().damping == LSQ_DAMPING
+    assert BaselineConfig().damping_photons == LSQ_DAMPING_PHOTONS

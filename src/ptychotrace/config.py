@@ -207,6 +207,11 @@ class BaselineConfig(_Frozen):
                            "early stopping (0 = off)")
     patience: int | None = Field(10, ge=1, description="stop after this many iterations without "
                                  "hold-out improvement (None = never)")
+    damping_photons: float = Field(2.0, ge=0, description="LSQ-ML step damping floor in "
+                                   "photons of summed illumination (0 = none; docs/baseline.md; "
+                                   "baseline.solver.LSQ_DAMPING_PHOTONS)")
+    damping: float = Field(0.0, ge=0, description="LSQ-ML relative preconditioner damping, "
+                           "pty-chi's form (0 = none; baseline.solver.LSQ_DAMPING)")
     smooth: bool = Field(False, description="Gaussian low-pass of the result, width chosen by "
                          "the held-out deviance (the PINN refinement's rule; off: the plain "
                          "algorithm)")

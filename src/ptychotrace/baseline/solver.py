@@ -14,12 +14,22 @@ Algorithms (``ALGORITHMS``):
     1. exit waves ``psi_j = P * O_j`` and far fields ``F_j`` for all patterns at once;
     2. an exit-wave target from the likelihood (see ``LIKELIHOODS``): the far field's modulus is
        moved towards the data, its phase kept; ``chi_j = F^-1(F'_j) - psi_j``;
-    3. the object direction ``d = scatter(conj(P) chi) / (D + delta max D)`` with the illumination
-       ``D = scatter(|P|^2)``: the row sums of the normal matrix ``E^H |P|^2 E``, which majorise
-       it, so a unit step is an error-reduction step that cannot increase the amplitude cost;
+    3. the object direction ``d = scatter(conj(P) chi) / (hypot(D, mu + gamma max D) + delta max D)``
+       with the illumination ``D = scatter(|P|^2)`` in photons: the row sums of the normal matrix
+       ``E^H |P|^2 E``, which majorise it, so a unit step is an error-reduction step that cannot
+       increase the amplitude cost. The damping (:func:`lsq_preconditioner`) shrinks the step where
+       the probe delivers few photons: ``mu`` (``damping_photons``, default
+       ``LSQ_DAMPING_PHOTONS``) is a floor in photons, ``gamma`` (``damping``, default 0) is
+       PtychoShelves' / pty-chi's relative form ``sqrt(D^2 + (gamma max D)^2)``. Why photons:
+       the amplitude residual has noise variance ~1/4 per detector pixel at any dose, so the
+       noise of a pixel's undamped step is ~``0.5 / sqrt(D)``; ``D + mu`` is the Wiener
+       (Tikhonov) shrinkage for a step of prior size ``0.5 / sqrt(mu)``. A photon floor damps
+       dim rims and low doses and vanishes at high dose, where a relative ``gamma`` would slow
+       convergence in every dim pixel (measured in docs/baseline.md). ``mu = gamma = 0`` is the
+       undamped update exactly;
     4. the step ``beta`` minimising ``sum_j ||chi_j - P * extract(beta d)_j||^2`` in closed form
        (clipped to ``[0, BETA_MAX]``; it grows from 1 to ~2 as the iterations go), ``O += beta d``.
-    Why it is the default: monotone and free of tuning apart from ``delta``; one vectorised pass
+    Why it is the default: monotone and free of tuning apart from the damping; one vectorised pass
     over all patterns per iteration (2 FFTs, 2 extractions, 1 scatter), far cheaper on a CPU than
     a Python-level loop over positions; and on gs1_ideal it reached the best quality of the
     native algorithms at both 1e9 and 1e4 photons (docs/baseline.md).
@@ -109,8 +119,16 @@ from .result import (
 DEFAULT_BATCH_SIZE = {"lsqml": None, "rpie": 16}
 #: rPIE regularisation alpha (Maiden et al. 2017 recommend 0.05-0.25 for the object).
 RPIE_ALPHA = 0.1
-#: LSQ-ML illumination regularisation, relative to the maximum illumination.
+#: LSQ-ML illumination floor, relative to the maximum illumination (guards unlit pixels: D = 0).
 LSQ_DELTA = 1e-3
+#: LSQ-ML preconditioner damping floor mu in photons: the direction is divided by
+#: ``hypot(D, mu + gamma max D)``. 2 photons: on gs1_ideal at 1e4 photons per pattern it damps like
+#: pty-chi's relative 0.1 (max D is ~20 photons there) and best among those measured; at 1e9 it
+#: is ~1e-6 of max D, i.e. no change (docs/baseline.md).
+LSQ_DAMPING_PHOTONS = 2.0
+#: Relative damping gamma, pty-chi's ``preconditioning_damping_factor`` (0.1 there); 0 here by
+#: default, because at 1e9 photons it cost 0.014 amplitude SSIM in 100 iterations (docs/baseline.md).
+LSQ_DAMPING = 0.0
 #: Upper clip of the closed-form LSQ step.
 BETA_MAX = 4.0
 #: Default fraction of every pixel's photons held out (binomial thinning) for early stopping.
@@ -269,6 +287,25 @@ def _full_pass(obj, prob: _Problem, likelihood: str, want_residual: bool):
     return parts, cost, held
 
 
+def lsq_preconditioner(illumination: torch.Tensor, delta: float = LSQ_DELTA,
+                       damping: float = LSQ_DAMPING,
+                       damping_photons: float = LSQ_DAMPING_PHOTONS) -> torch.Tensor:
+    """The LSQ-ML direction's denominator ``hypot(D, mu + gamma max D) + delta max D``.
+
+    illumination: (H, W) float ``D = scatter(|P|^2)`` in photons; returns the same shape and
+    units. ``damping`` = gamma (relative to max D), ``damping_photons`` = mu (photons). With both 0
+    it is ``D + delta max D`` exactly (hypot(x, 0) = |x|); more damping gives a larger
+    denominator (a smaller step) where ``D`` is small against the damping and leaves pixels with
+    ``D >> mu + gamma max D`` almost unchanged."""
+    for name, value in (("damping", damping), ("damping_photons", damping_photons),
+                        ("delta", delta)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"LSQ-ML {name} must be finite and >= 0, got {value!r}")
+    d_max = float(illumination.max())
+    floor = torch.full_like(illumination, damping_photons + damping * d_max)
+    return torch.hypot(illumination, floor) + delta * d_max
+
+
 def _lsqml_update(obj, prob: _Problem, parts, den) -> tuple[torch.Tensor, float]:
     """Preconditioned direction and closed-form LSQ step from the residuals of a full pass."""
     n = prob.probe.shape[-1]
@@ -317,7 +354,8 @@ class _Run:
 @torch.no_grad()
 def _iterate(prob: _Problem, algorithm: str, lik: str, iterations: int, batch_size: int | None,
              seed: int, delta: float, patience: int | None, tol: float | None,
-             callback, progress) -> _Run:
+             callback, progress, *, damping: float = LSQ_DAMPING,
+             damping_photons: float = LSQ_DAMPING_PHOTONS) -> _Run:
     """The iteration loop: full-batch cost (and hold-out cost) at every iterate 0..K."""
     gen = torch.Generator().manual_seed(int(seed))
     n_pix = float(prob.counts.numel() if prob.valid is None
@@ -329,7 +367,7 @@ def _iterate(prob: _Problem, algorithm: str, lik: str, iterations: int, batch_si
     steps: list[float] = []
     stop_reason = "iterations"
     full_illum = illumination_map(prob.probe, prob.xs, prob.ys, prob.canvas_shape)
-    lsq_den = full_illum + delta * float(full_illum.max())
+    lsq_den = lsq_preconditioner(full_illum, delta, damping, damping_photons)
     illuminated = full_illum >= ILLUMINATED_FRACTION * float(full_illum.max())
     zero = torch.zeros((), dtype=torch.complex64)
     obj = torch.ones(prob.canvas_shape, dtype=torch.complex64)
@@ -373,7 +411,8 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
                 progress: Progress | None = None, *, likelihood: str = "amplitude",
                 batch_size: int | None = -1, holdout: float = DEFAULT_HOLDOUT,
                 patience: int | None = DEFAULT_PATIENCE, refit: bool = True,
-                smooth: bool = False, delta: float = LSQ_DELTA, window: int = 20,
+                smooth: bool = False, delta: float = LSQ_DELTA, damping: float = LSQ_DAMPING,
+                damping_photons: float = LSQ_DAMPING_PHOTONS, window: int = 20,
                 tol: float | None = None,
                 callback: Callable[[int, np.ndarray], None] | None = None) -> BaselineResult:
     """Reconstruct the object from ``split``'s patterns with the dataset's probe and positions.
@@ -390,6 +429,9 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     smooth: with the hold-out, a Gaussian low-pass of the result whose width is chosen by the
     held-out deviance (:func:`ptychotrace.physics.holdout.choose_smoothing`, the rule of the
     PINN's refinement); off by default so that the baseline stays the plain algorithm;
+    delta, damping, damping_photons: the LSQ-ML preconditioner
+    ``hypot(D, damping_photons + damping max D) + delta max D`` (:func:`lsq_preconditioner`; both
+    dampings 0 give the undamped update of earlier versions);
     window: stitch window M that defines ``covered`` (the PINN's evaluation region);
     tol: also stop once :func:`converged_at` with this tolerance fires (None = off;
     ``converged_iteration`` is reported either way with ``CONVERGENCE_TOL``);
@@ -424,7 +466,7 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     lik = check_likelihood(likelihood)
     prob, holdout_note = _problem(ds, idx, object_shape, holdout, seed)
     run = _iterate(prob, algorithm, lik, iterations, batch_size, seed, delta, patience, tol,
-                   callback, progress)
+                   callback, progress, damping=damping, damping_photons=damping_photons)
     best_obj, refit_iterations = run.best_obj, None
     sigma, smooth_scores = 0.0, []
     if smooth and prob.holdout_counts is not None:
@@ -434,7 +476,8 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
         # stopped early: redo the chosen number of iterations with every photon
         prob_all, _ = _problem(ds, idx, object_shape, 0.0, seed)
         best_obj = _iterate(prob_all, algorithm, lik, run.best_k, batch_size, seed, delta, None,
-                            None, None, None).last_obj
+                            None, None, None, damping=damping,
+                            damping_photons=damping_photons).last_obj
         refit_iterations = run.best_k
     best_obj = smooth_canvas(best_obj, sigma)
     crop = (slice(prob.pad, prob.pad + object_shape[0]), slice(prob.pad, prob.pad + object_shape[1]))
@@ -459,6 +502,8 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
         f"early-stopped at iterate {run.best_k}: refitted that many iterations on all photons",
         "rpie_alpha": RPIE_ALPHA if algorithm == "rpie" else None,
         "lsq_delta": delta if algorithm == "lsqml" else None,
+        "lsq_damping": damping if algorithm == "lsqml" else None,
+        "lsq_damping_photons": damping_photons if algorithm == "lsqml" else None,
         "beta_max": BETA_MAX if algorithm == "lsqml" else None,
         "torch_threads": torch.get_num_threads(),
         "photons_per_pattern": float(np.asarray(ds.counts[idx], dtype=np.float64).sum((1, 2)).mean()),
@@ -477,4 +522,5 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
 __all__ = ["ALGORITHMS", "NATIVE_ALGORITHMS", "LIKELIHOODS", "DEFAULT_ALGORITHM",
            "DEFAULT_ITERATIONS", "BaselineResult", "reconstruct", "coverage_mask",
            "illumination_map", "converged_at", "select_indices", "object_shape_of",
-           "check_likelihood", "split_photons"]
+           "check_likelihood", "split_photons", "lsq_preconditioner", "LSQ_DAMPING",
+           "LSQ_DAMPING_PHOTONS"]

@@ -100,7 +100,8 @@ def run_baseline(ds, out_dir: Path, cfg: BaselineConfig, *, stitch_window: int =
                              algorithm=cfg.algorithm, group_limit=cfg.group_limit,
                              seed=cfg.seed if cfg.seed is not None else seed, progress=progress,
                              likelihood=cfg.likelihood, holdout=cfg.holdout,
-                             patience=cfg.patience, window=stitch_window, smooth=cfg.smooth)
+                             patience=cfg.patience, window=stitch_window, smooth=cfg.smooth,
+                             damping=cfg.damping, damping_photons=cfg.damping_photons)
         meta.reconstruction = ReconstructionSummary.model_validate(result.summary())
         stage = "compare"
         used = "pinn" if region is not None else "baseline"
