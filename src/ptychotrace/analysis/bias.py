@@ -3,8 +3,9 @@
 Input: ``{name: run_dir}`` (``parse_scenario_args`` turns ``NAME=DIR`` arguments into that).
 Per run it reads (field names of telemetry.md):
 
-    run_metadata.json                     required
-    comparison_metrics.json               required
+    run_metadata.json                     required (typed RunMetadata when it validates)
+    comparison_metrics.json               required (typed ComparisonRecord when it validates)
+    consistency/consistency.json          optional (typed ConsistencyRecord)
     intensity_stats.json                  optional
     train_outputs/history_summary.json    optional
     inference_outputs/stats.json          optional
@@ -16,8 +17,15 @@ and optional keys that are missing are listed under the scenario's ``absent`` (w
 Output (``analyze_runs``): ``bias_summary.json``, ``bias_summary.md`` and ``bias_summary.png`` in
 the output directory (all written atomically).
 
-Diagnosis ranking
------------------
+Verdict
+-------
+Each scenario's ``diagnosis`` is the verdict of the decision procedure in :mod:`.rules`
+(data consistency first, from ``consistency/consistency.json``; evidence gathered in
+:mod:`.evidence`); the typed output is :class:`.records.BiasSummary`. The ranking below is kept
+under ``diagnosis.ranking`` as supplementary evidence and never decides.
+
+Ranking of recorded ratios (supplementary)
+------------------------------------------
 Every candidate stage with evidence gets a *score*: its deviation divided by its threshold, so a
 score above 1 means the threshold is exceeded. Deviations of ratios are symmetric in log terms,
 ``rel(r) = max(r, 1/r) - 1`` (2x and 0.5x both give 1.0). The stage with the highest score is the

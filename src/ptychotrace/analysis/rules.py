@@ -39,9 +39,10 @@ LIMITS = {
                                      # truth's excess deviance (D/E - 1)
     "shift_spread_px": 0.75,      # per-pattern best shifts spread beyond this: random errors
     "label_gap_pct": 5.0,
-    "flat_contrast_ratio": 0.05,  # network contrast / truth contrast below this: flat output
+    "flat_contrast_ratio": 0.01,  # network contrast / truth contrast below this: flat output
+                                  # (healthy 2-epoch networks on the plateau: 0.049-0.27)
     "flat_contrast_abs": 1e-3,    # without a truth: std/mean of the network output below this
-    "saturation_fraction": 0.05,
+    "saturation_fraction": 0.05,  # of the output at the activation bound or tied at its maximum
     "explained_vs_flat_min": 0.0,  # final reconstruction no better than a flat object
     "scale_rel": 0.05,            # least-squares prediction scale vs 1
     "registration_shift_px": 2.0,
@@ -116,7 +117,7 @@ def rule_run_status(e: Evidence):
         return "run status", ("run_status", f"the run did not finish (status {e.status!r}, failed "
                               f"in stage {e.failed_stage!r})", {"status": e.status,
                               "failed_stage": e.failed_stage},
-                              f"read the error in run_metadata.json and logs/run.log of stage "
+                              f"the error in run_metadata.json and logs/run.log of stage "
                               f"{e.failed_stage!r}")
     return f"status {e.status or 'n/a'}", None
 
@@ -251,9 +252,13 @@ def rule_model(e: Evidence):
         flat = (ratio is not None and ratio < LIMITS["flat_contrast_ratio"]) or (
             ratio is None and mo.amplitude_contrast is not None
             and mo.amplitude_contrast < LIMITS["flat_contrast_abs"])
-        if flat or (mo.fraction_at_bound or 0) > LIMITS["saturation_fraction"]:
-            what = ("flat" if flat else f"saturated ({100 * mo.fraction_at_bound:.3g}% at the "
-                    "activation bound)")
+        ev["fraction_at_max"] = mo.fraction_at_max
+        sat = max(mo.fraction_at_bound or 0.0, mo.fraction_at_max or 0.0)
+        if flat or sat > LIMITS["saturation_fraction"]:
+            tied = (f"{100 * sat:.3g}% of its pixels at the activation bound or tied at its "
+                    "maximum")
+            what = (f"flat and saturated ({tied})" if flat and sat > LIMITS["saturation_fraction"]
+                    else "flat" if flat else f"saturated ({tied})")
             return "network output", ("model_output", f"the network's output is {what}: "
                                       f"contrast {_g(mo.amplitude_contrast)} against the truth's "
                                       f"{_g(mo.truth_contrast)}", ev,

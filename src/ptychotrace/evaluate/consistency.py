@@ -292,6 +292,7 @@ class ModelOutputCheck(_Record):
     fraction_at_bound: float | None
     bound: float | None
     non_finite_fraction: float
+    fraction_at_max: float | None = None        # pixels tied (1e-3 rel) at the output's maximum
 
 
 class ConsistencyRecord(_Record):
@@ -422,11 +423,11 @@ def position_check(truth: np.ndarray, probe: np.ndarray, xcoords: np.ndarray,
               for dx in range(-max_shift, max_shift + 1)]
     h, w = truth.shape
     norm = np.full((len(shifts), len(sel)), np.inf)
-    for i, (dy, dx) in enumerate(shifts):
-        ok = (x + dx >= 0) & (x + dx <= w - 1) & (y + dy >= 0) & (y + dy <= h - 1)
-        if ok.any():
-            norm[i, ok] = object_deviance(truth, probe, x[ok] + dx, y[ok] + dy, c[ok],
-                                          valid).normalised
+    sy, sx = (np.array(v, dtype=np.float64)[:, None] for v in zip(*shifts, strict=True))
+    ax, ay = x[None, :] + sx, y[None, :] + sy            # (shifts, patterns), one batched pass
+    ok = (ax >= 0) & (ax <= w - 1) & (ay >= 0) & (ay <= h - 1)
+    rows = np.broadcast_to(np.arange(len(sel)), ok.shape)[ok]
+    norm[ok] = object_deviance(truth, probe, ax[ok], ay[ok], c[rows], valid).normalised
     zero = shifts.index((0, 0))
     med = np.array([np.median(r) for r in norm])
     best_common = int(np.argmin(med))
@@ -434,18 +435,17 @@ def position_check(truth: np.ndarray, probe: np.ndarray, xcoords: np.ndarray,
     each = np.array([shifts[b] for b in best_each], dtype=np.float64)
     best_norm = norm.min(axis=0)
     # half-pixel refinement around each pattern's best integer shift (continuous errors)
-    for hy in (-0.5, 0.0, 0.5):
-        for hx in (-0.5, 0.0, 0.5):
-            if hy == hx == 0.0:
-                continue
-            tx, ty = x + each[:, 1] + hx, y + each[:, 0] + hy
-            ok = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-            if ok.any():
-                v = np.full(len(sel), np.inf)
-                v[ok] = object_deviance(truth, probe, tx[ok], ty[ok], c[ok], valid).normalised
-                better = v < best_norm
-                best_norm = np.where(better, v, best_norm)
-                each[better] += np.array([hy, hx])
+    halves = [(hy, hx) for hy in (-0.5, 0.0, 0.5) for hx in (-0.5, 0.0, 0.5) if hy or hx]
+    hy, hx = (np.array(v)[:, None] for v in zip(*halves, strict=True))
+    tx, ty = x[None] + each[None, :, 1] + hx, y[None] + each[None, :, 0] + hy
+    ok = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    v = np.full(ok.shape, np.inf)
+    rows = np.broadcast_to(np.arange(len(sel)), ok.shape)[ok]
+    v[ok] = object_deviance(truth, probe, tx[ok], ty[ok], c[rows], valid).normalised
+    k = np.argmin(v, axis=0)
+    better = v[k, np.arange(len(sel))] < best_norm
+    best_norm = np.where(better, v[k, np.arange(len(sel))], best_norm)
+    each[better] += np.stack([hy[k, 0], hx[k, 0]], axis=1)[better]
     centre = np.median(each, axis=0)
     return PositionCheck(
         n_patterns=len(sel), max_shift_px=max_shift,
@@ -511,7 +511,10 @@ def model_output_check(patches: np.ndarray, probe: np.ndarray, truth_patches: np
     at_bound = None
     if bound is not None and a.size:
         at_bound = float(np.mean(np.abs(a - bound) <= 1e-3 * max(abs(bound), 1e-30)))
+    at_max = (float(np.mean(np.abs(a - a.max()) <= 1e-3 * max(float(a.max()), 1e-30)))
+              if a.size else None)
     return ModelOutputCheck(amplitude_mean=float(a.mean()) if a.size else None,
+                            fraction_at_max=at_max,
                             amplitude_contrast=contrast, truth_contrast=t_contrast,
                             fraction_at_bound=at_bound, bound=bound,
                             non_finite_fraction=float(1.0 - finite.mean()) if amp.size else 1.0)
