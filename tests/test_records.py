@@ -73,3 +73,17 @@ def test_frc_never_crossed_is_reported_as_such():
     noisy = ex.comparison_record(noise=2.0)
     assert noisy.amplitude.frc.half_bit_crossed in (True, False)
     assert format_resolution(None) == "n/a"
+
+
+def test_wrap_tokens_breaks_only_between_name_value_pairs():
+    from ptychotrace.format import wrap_tokens
+
+    tokens = ["epoch 3:", "loss 0.06162", "val 0.07123", "lr 0.001", "samples/s 41.5"]
+    for width in (5, 18, 30, 44, 200):
+        text = wrap_tokens(tokens, width)
+        lines = text.split("\n")
+        # every token survives whole on exactly one line, in order
+        assert [t for line in lines for t in line.strip().split("  ")] == tokens
+        # no line is over the width unless it holds a single token longer than the width
+        assert all(len(line) <= width or len(line.strip().split("  ")) == 1 for line in lines)
+    assert wrap_tokens(tokens, 200) == "  ".join(tokens)

@@ -65,6 +65,24 @@ def format_resolution(frc: Any, key: str = "half_bit_resolution", digits: int = 
     return f"undefined ({note})" if note else "n/a"
 
 
+def wrap_tokens(tokens: list[str], width: int, sep: str = "  ", indent: str = "    ") -> str:
+    """Join ``tokens`` with ``sep``, breaking lines only between tokens so no line exceeds
+    ``width`` (a token longer than the width gets a line of its own). Terminals and rich wrap
+    at any space, non-breaking ones included, which can split ``loss 0.06`` from its value."""
+    lines: list[str] = []
+    line = ""
+    for tok in tokens:
+        candidate = f"{line}{sep}{tok}" if line else (indent if lines else "") + tok
+        if line and len(candidate) > width:
+            lines.append(line)
+            line = indent + tok
+        else:
+            line = candidate
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def format_metrics(values: Mapping[str, Any], digits: int = 4, sep: str = "  ") -> str:
     """``name value`` pairs joined by ``sep``; each pair is one unbreakable token (non-breaking
     space inside), so a terminal that wraps the line wraps between pairs, never mid-number."""

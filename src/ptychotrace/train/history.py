@@ -154,9 +154,20 @@ class _Progress:
 
     def epoch_done(self, epoch: int, ep: dict[str, Any]) -> None:
         if self._prog is not None:
-            val = ep.get("val_loss")
-            self._prog.console.print(
-                f"epoch {epoch}: loss {ep['loss']:.4g}" + (f"  val {val:.4g}" if val is not None else "")
-                + f"  lr {ep['lr']:.2g}  {ep['samples_per_second']:.1f} samples/s"
-                + (f"  amp mean/std {ep['pred_amp_mean']:.3g}/{ep['pred_amp_std']:.3g}"
-                   if "pred_amp_mean" in ep else ""))
+            from ptychotrace.format import format_value, wrap_tokens
+
+            # wrapped between "name value" pairs by us (soft_wrap stops rich re-wrapping), so a
+            # narrow terminal never splits a number from its name (issue #15)
+            pairs: dict[str, Any] = {"loss": ep["loss"]}
+            if ep.get("val_loss") is not None:
+                pairs["val"] = ep["val_loss"]
+            pairs["lr"] = ep["lr"]
+            pairs["samples/s"] = ep["samples_per_second"]
+            if "pred_amp_mean" in ep:
+                pairs["amp_mean"] = ep["pred_amp_mean"]
+                pairs["amp_std"] = ep["pred_amp_std"]
+            tokens = [f"epoch {epoch}:"] + [f"{k} {format_value(v, thousands=False)}"
+                                            for k, v in pairs.items()]
+            console = self._prog.console
+            console.print(wrap_tokens(tokens, max(20, console.width)), soft_wrap=True,
+                          markup=False, highlight=False)
