@@ -357,3 +357,14 @@ def test_baseline_smoothing_is_part_of_the_baseline_signature():
     plan = plan_from_args(args)
     assert plan.baseline.smooth is True and plan.baseline.signature()["smooth"] is True
     assert plan.points[0].request.config.baseline.smooth is True   # recorded in the config
+
+
+def test_frc_never_crossed_is_reported_as_nyquist_not_missing():
+    from ptychotrace.records.comparison import Frc
+    from ptychotrace.sweep.metrics import NYQUIST_PX, _half_bit_px
+
+    assert _half_bit_px(Frc(half_bit_resolution=None, frc50=None, half_bit_crossed=False)) == NYQUIST_PX
+    assert _half_bit_px(Frc(half_bit_resolution=3.5, frc50=4.0, half_bit_crossed=True)) == 3.5
+    # undefined (e.g. a constant image): no number is made up
+    assert _half_bit_px(Frc(half_bit_resolution=None, frc50=None, half_bit_crossed=None)) is None
+    assert _half_bit_px(None) is None

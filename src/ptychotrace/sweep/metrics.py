@@ -13,6 +13,19 @@ from .plan import BASELINE_METADATA, COMPARISON
 # --------------------------------------------------------------------------------------------
 
 
+NYQUIST_PX = 2.0
+
+
+def _half_bit_px(frc) -> float | None:
+    """The 1/2-bit resolution in pixels; a curve that never falls below the threshold is
+    resolved to the Nyquist limit (2 px), a number a table can average, not a missing value."""
+    if frc is None:
+        return None
+    if frc.half_bit_resolution is None and frc.half_bit_crossed is False:
+        return NYQUIST_PX
+    return frc.half_bit_resolution
+
+
 def _quality(cmp) -> dict:
     """The quality metrics of a ComparisonRecord (typed access, no fallbacks)."""
     a, p, scale = cmp.amplitude, cmp.phase, cmp.prediction_scale
@@ -20,7 +33,7 @@ def _quality(cmp) -> dict:
     return {
         "amplitude_ssim": a.ssim,
         "amplitude_pearson_r": a.pearson_r,
-        "amplitude_frc_half_bit_px": a.frc.half_bit_resolution if a.frc else None,
+        "amplitude_frc_half_bit_px": _half_bit_px(a.frc),
         "phase_ssim": p.ssim,
         "phase_pearson_r": p.pearson_r,
         "amplitude_bias_mean": a.bias_summary.mean if a.bias_summary else None,

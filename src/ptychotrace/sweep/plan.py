@@ -23,8 +23,9 @@ METHODS = ("pinn", "baseline")
 METRICS: dict[str, str] = {
     "amplitude_ssim": "amplitude SSIM on the covered region",
     "amplitude_pearson_r": "amplitude Pearson r on the covered region",
-    "amplitude_frc_half_bit_px": "amplitude FRC 1/2-bit resolution (pixels; lower is better; null "
-                                 "when the curve never crosses)",
+    "amplitude_frc_half_bit_px": "amplitude FRC 1/2-bit resolution (pixels; lower is better; 2.0, "
+                                 "the Nyquist limit, when the curve never falls below the "
+                                 "threshold; null when the FRC is undefined)",
     "phase_ssim": "phase SSIM (null when the truth phase is constant)",
     "phase_pearson_r": "phase Pearson r (null when the truth phase is constant)",
     "amplitude_bias_mean": "mean of (prediction - truth) amplitude on the covered region, after "
