@@ -1,14 +1,15 @@
-"""Cross-run analysis: the bias analyzer (``bias``) and its figure (``plots``)."""
+"""Cross-run analysis: the bias analyzer (``bias``: loading, per-run blocks, the summary),
+its decision rules (``rules``, ``evidence``), the supplementary ratio ranking (``ranking``), the
+Markdown page (``markdown``) and its figure (``plots``)."""
 
 from .bias import (
-    TABLE_HEADER,
     AnalyzerInputError,
     analyze_run,
     analyze_runs,
     load_run,
     parse_scenario_args,
-    render_bias_markdown,
 )
+from .markdown import TABLE_HEADER, render_bias_markdown
 
 __all__ = ["TABLE_HEADER", "AnalyzerInputError", "analyze_run", "analyze_runs", "load_run",
            "parse_scenario_args", "render_bias_markdown"]

@@ -77,9 +77,10 @@ from ..evaluate.consistency_record import load_consistency
 from ..records import ComparisonRecord, RecordError, RunMetadata
 from ..telemetry.scale_chain import chain_ratios, stage_means, symmetry_check
 from ..telemetry.stats import dig as _dig
-from ..telemetry.stats import format_number
 from ..telemetry.writers import sanitize, write_json, write_text
 from .evidence import gather_evidence
+from .markdown import render_bias_markdown
+from .ranking import THRESHOLDS, _diagnose, _num, _ratio
 from .records import BiasSummary, Verdict
 from .rules import LIMITS, decide
 
@@ -90,31 +91,6 @@ OPTIONAL_FILES = {
     "history_summary": "train_outputs/history_summary.json",
     "inference_stats": "inference_outputs/stats.json",
 }
-THRESHOLDS = {
-    "dose_scale_rel": 0.05,
-    "split_parity_pct": 5.0,
-    "label_gap_pct": 5.0,
-    "model_output_rel": 0.05,
-    "saturation_fraction": 0.05,
-    "coverage_min_fraction": 0.1,
-    "registration_shift_px": 2.0,
-    "registration_error_max": 0.5,
-    "nan_score": 1000.0,
-}
-#: Tie-break order (upstream first) and human names of the diagnosis stages.
-STAGE_ORDER = ("dose_scale", "split_parity", "labels", "nan_in_training", "model_output",
-               "coverage", "evaluation_frame")
-STAGE_LABELS = {
-    "dose_scale": "dose scale",
-    "split_parity": "train/test parity",
-    "labels": "labels vs truth",
-    "nan_in_training": "NaN in training",
-    "model_output": "model output",
-    "coverage": "coverage",
-    "evaluation_frame": "evaluation frame/registration",
-}
-TABLE_HEADER = ("| scenario | amp bias mean | median | phase bias mean | median | scale | "
-                "delta scale | scale mode | NaN |")
 SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG = "bias_summary.json", "bias_summary.md", "bias_summary.png"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
@@ -126,35 +102,6 @@ class AnalyzerInputError(ValueError):
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def _num(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(x) else None
-
-
-
-
-def _rel(r: float | None) -> float | None:
-    """max(r, 1/r) - 1; inf for r <= 0; None when r is missing."""
-    if r is None:
-        return None
-    return max(r, 1.0 / r) - 1.0 if r > 0 else math.inf
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def _shift_magnitude(shift: Any) -> float | None:
-    if isinstance(shift, Mapping):
-        shift = list(shift.values())
-    if isinstance(shift, (list, tuple)):
-        vals = [_num(v) for v in shift]
-        return None if not vals or any(v is None for v in vals) else math.hypot(*vals)
-    v = _num(shift)
-    return None if v is None else abs(v)
-
-
 def _utc_now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -524,160 +471,6 @@ def _prediction_scaling(cmp: Mapping[str, Any], md: Mapping[str, Any]) -> dict[s
     }
 
 
-# --------------------------------------------------------------------------------------------
-# diagnosis
-# --------------------------------------------------------------------------------------------
-def _candidate(stage: str, score: float, reason: str, evidence: Mapping[str, Any]) -> dict:
-    return {"stage": stage, "label": STAGE_LABELS[stage], "score": score, "reason": reason,
-            "evidence": dict(evidence)}
-
-
-def _diagnose(s: Mapping[str, Any], md: Mapping[str, Any], cmp: Mapping[str, Any]) -> dict:
-    cands: list[dict] = []
-    not_assessed: dict[str, str] = {}
-    T = THRESHOLDS  # noqa: N806
-
-    # dose scale
-    intensity = s["intensity"]
-    dsi, iscale = intensity.get("dataset_scale_info"), intensity.get("intensity_scale")
-    devs: dict[str, float] = {}
-    ds, fb = _num(_dig(dsi, "dataset_scale")), _num(_dig(dsi, "fallback_scale"))
-    mode = intensity.get("used_mode")
-    if mode in ("closed_form", "fallback") and ds and fb:
-        devs["used_vs_dataset_scale"] = _rel(fb / ds)
-    model_ratio = _num(_dig(iscale, "ratio"))
-    if model_ratio is None:
-        model_ratio = _ratio(_num(_dig(iscale, "model_value")), _num(_dig(iscale, "used_value")))
-    if model_ratio is not None:
-        devs["model_vs_used_scale"] = _rel(model_ratio)
-    if devs or mode is not None:
-        worst = max(devs.items(), key=lambda kv: kv[1], default=("none", 0.0))
-        cands.append(_candidate("dose_scale", worst[1] / T["dose_scale_rel"],
-                                f"{worst[0]} deviates by {100 * worst[1]:.3g}%" if devs else
-                                f"scale mode {mode}; no mismatch measurable",
-                                {"used_mode": mode, "dataset_scale": ds, "fallback_scale": fb,
-                                 "model_vs_used_ratio": model_ratio, "deviations": devs}))
-    else:
-        not_assessed["dose_scale"] = "no dataset_scale_info or intensity_scale"
-
-    # split parity
-    sp = s["split_parity"]
-    if sp.get("available"):
-        cands.append(_candidate("split_parity", sp["deviation_pct"] / T["split_parity_pct"],
-                                f"train/test scale deviation {sp['deviation_pct']:.3g}% "
-                                f"({sp['verdict']})",
-                                {"train_vs_test_scale_ratio": sp["train_vs_test_scale_ratio"],
-                                 "deviation_pct": sp["deviation_pct"]}))
-    else:
-        not_assessed["split_parity"] = sp.get("reason", "absent")
-
-    # labels
-    lvt = s["label_vs_truth"]
-    label_ratio = None
-    if lvt.get("available") and (lvt.get("amplitude_gap_pct") is not None
-                                 or lvt.get("recorded_verdict_inconsistent")):
-        gap = lvt.get("amplitude_gap_pct")
-        score = abs(gap) / T["label_gap_pct"] if gap is not None else 1.0
-        if gap is not None:
-            label_ratio = 1.0 + gap / 100.0
-        cands.append(_candidate(
-            "labels", score,
-            (f"amplitude labels differ from the ground truth by {gap:+.3g}%" if gap is not None
-             else "recorded verdict says the labels are inconsistent with the truth"),
-            {"amplitude_gap_pct": gap, "verdict": lvt.get("verdict"),
-             "Y_amp_mean": lvt.get("Y_amp_mean"),
-             "ground_truth_amp_mean": lvt.get("ground_truth_amp_mean"),
-             "loss_label_terms_active": s["loss_composition"].get("label_terms_active")}))
-    else:
-        not_assessed["labels"] = lvt.get("reason", "no amplitude gap recorded")
-
-    # NaN
-    tn = s["training_nan"]
-    if tn.get("available"):
-        cands.append(_candidate("nan_in_training", T["nan_score"] if tn["any_nan"] else 0.0,
-                                "training produced NaN" if tn["any_nan"] else "no NaN in training",
-                                {k: tn.get(k) for k in ("nan_detected", "first_nan_epoch",
-                                                        "first_nan_step", "metrics_with_nan")}))
-    else:
-        not_assessed["nan_in_training"] = "no training NaN flags recorded"
-
-    # model output
-    amp = cmp.get("amplitude") if isinstance(cmp.get("amplitude"), Mapping) else {}
-    r_pt = _num(_dig(s["derived_stage_ratios"], "ratios", "prediction_to_truth"))
-    r_src = "intensity_stats stage means (inference_prediction / ground_truth_amp)"
-    if r_pt is None and s["prediction_vs_truth_scaling"].get("available"):
-        pv = s["prediction_vs_truth_scaling"]
-        r_pt, r_src = _ratio(pv["pred_mean_unscaled"], pv["truth_mean"]), \
-            "comparison pred_stats/truth_stats means (unscaled)"
-    if r_pt is None:
-        r_pt = _num(_dig(md, "forward_pass_diagnostics", "output_vs_truth_ratio"))
-        r_src = "forward_pass_diagnostics.output_vs_truth_ratio"
-    frac = _num(_dig(amp, "output_range_check", "fraction_at_bound"))
-    if r_pt is not None or frac is not None:
-        explained = (label_ratio is not None and label_ratio > 0
-                     and _rel(label_ratio) > T["label_gap_pct"] / 100.0)
-        r_model = (r_pt / label_ratio if explained and r_pt is not None else r_pt)
-        parts = {"prediction_to_truth": (_rel(r_model) or 0.0) / T["model_output_rel"]
-                 if r_model is not None else 0.0,
-                 "saturation": (frac or 0.0) / T["saturation_fraction"]}
-        key = max(parts, key=lambda k: parts[k])
-        reason = (f"{100 * (frac or 0):.3g}% of covered pixels at the amplitude activation bound"
-                  if key == "saturation" else
-                  f"prediction/truth mean ratio {format_number(r_model)}"
-                  + (" after dividing by the label ratio" if explained else ""))
-        cands.append(_candidate("model_output", parts[key], reason,
-                                {"prediction_to_truth": r_pt, "ratio_source": r_src,
-                                 "relative_to_labels": r_model if explained else None,
-                                 "fraction_at_bound": frac,
-                                 "bound": _num(_dig(amp, "output_range_check", "bound"))}))
-    else:
-        not_assessed["model_output"] = "no prediction/truth ratio or output range check"
-
-    # coverage
-    cov = _num(amp.get("coverage_fraction"))
-    if cov is None:
-        cov = s["inference"].get("coverage_fraction")
-    if cov is not None:
-        cands.append(_candidate("coverage", max(0.0, 1.0 - cov) / (1.0 - T["coverage_min_fraction"]),
-                                f"coverage fraction {cov:.3g}", {"coverage_fraction": cov}))
-    else:
-        not_assessed["coverage"] = "no coverage_fraction recorded"
-
-    # evaluation frame. A shift the comparison refused as untrustworthy (the correlation peak is
-    # weak: registration error >= 0.5) is evidence of a poor prediction, not of a frame mismatch.
-    reg_error = _num(_dig(cmp, "registration", "error"))
-    refused = (_dig(cmp, "registration", "applied") is False
-               and "exceeds" in str(_dig(cmp, "registration", "note") or "")
-               and (reg_error is None or reg_error >= T["registration_error_max"]))
-    shifts = {ch: _shift_magnitude(_dig(cmp, ch, "registration", "shift_px"))
-              for ch in ("amplitude", "phase")}
-    shifts = {k: v for k, v in shifts.items() if v is not None}
-    if refused:
-        not_assessed["evaluation_frame"] = (f"registration unreliable (error {reg_error}); shift "
-                                            "reported but not applied")
-    elif shifts:
-        ch, mag = max(shifts.items(), key=lambda kv: kv[1])
-        cands.append(_candidate("evaluation_frame", mag / T["registration_shift_px"],
-                                f"registration shift {mag:.3g} px ({ch})",
-                                {"shift_px": {k: _dig(cmp, k, "registration", "shift_px")
-                                              for k in shifts},
-                                 "applied": _dig(cmp, ch, "registration", "applied")}))
-    else:
-        not_assessed["evaluation_frame"] = "no registration shift recorded"
-
-    for c in cands:  # JSON-safe scores (a sign flip gives inf)
-        c["score"] = min(c["score"], T["nan_score"]) if math.isfinite(c["score"]) else T["nan_score"]
-    ranked = sorted(cands, key=lambda c: (-c["score"], STAGE_ORDER.index(c["stage"])))
-    if not ranked:
-        return {"stage": None, "label": None, "score": None, "exceeds_threshold": False,
-                "reason": "insufficient evidence: no stage could be assessed",
-                "evidence": {}, "ranking": [], "not_assessed": not_assessed}
-    top = ranked[0]
-    return {**top, "exceeds_threshold": top["score"] > 1.0,
-            "ranking": [{"stage": c["stage"], "score": c["score"]} for c in ranked],
-            "candidates": ranked, "not_assessed": not_assessed}
-
-
 def analyze_run(name: str, run: Mapping[str, Any]) -> dict[str, Any]:
     """The scenario block of bias_summary.json for one loaded run (see ``load_run``)."""
     md, cmp = run["run_metadata"], run["comparison"]
@@ -777,113 +570,6 @@ def _overview(scen: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "diagnoses": diagnoses,
         "diagnosis_counts": counts,
     }
-
-
-def _f(x: Any) -> str:
-    return format_number(x)
-
-
-def _nan_cell(s: Mapping[str, Any]) -> str:
-    flag = _dig(s, "training_nan", "any_nan")
-    return "n/a" if flag is None else ("yes" if flag else "no")
-
-
-def _diagnosis_paragraph(name: str, s: Mapping[str, Any]) -> str:
-    """The verdict in words, then the rules' trace (what each check found)."""
-    d = s["diagnosis"]
-    if d.get("healthy"):
-        head = f"**Verdict: {name} is healthy.** {d['reason']}."
-    else:
-        head = (f"**Verdict: fault at {d['label']}.** {d['reason']}. Next: check "
-                f"{d['next_check']}.")
-    trace = "; ".join(f"{t['rule']}: {t['outcome']} ({t['detail']})" for t in d.get("trace", []))
-    notes = (" Notes: " + " ".join(d["notes"])) if d.get("notes") else ""
-    return f"{head}\n\nChecks, in order: {trace}.{notes}"
-
-
-def _scenario_md(name: str, s: Mapping[str, Any]) -> list[str]:
-    out = [f"## {name}", "", f"Run directory: `{s['run_dir']}`; status: {s.get('status')}.", ""]
-    rows = []
-    for ch in ("amplitude", "phase"):
-        c = _dig(s, "comparison", ch)
-        if isinstance(c, Mapping):
-            rows.append(f"| {ch} | {_f(c.get('mae'))} | {_f(c.get('rmse'))} | "
-                        f"{_f(c.get('pearson_r'))} | {_f(c.get('ssim'))} | {_f(c.get('psnr'))} | "
-                        f"{_f(c.get('frc50'))} | {_f(c.get('coverage_fraction'))} |")
-    if rows:
-        out += ["| channel | mae | rmse | pearson | ssim | psnr | frc50 | coverage |",
-                "|---|---|---|---|---|---|---|---|", *rows, ""]
-    dr = s["derived_stage_ratios"]
-    if dr.get("available"):
-        out.append("Scale chain (ratios of stage means): " + ", ".join(
-            f"{k} {_f(v)}" for k, v in dr["ratios"].items()) + ".")
-        inv = s["normalization_invariant"]
-        out.append(f"Normalisation invariant violated: {_f(inv['violated'])}"
-                   + (f" ({', '.join(inv['violations'])})" if inv["violations"] else "")
-                   + "; largest deviation from the expected ratio at stage "
-                   f"{inv['primary_deviation_source'] or 'n/a'}.")
-    sp = s["split_parity"]
-    if sp.get("available"):
-        out.append(f"Split parity: train/test scale ratio {_f(sp['train_vs_test_scale_ratio'])}, "
-                   f"deviation {_f(sp['deviation_pct'])}% ({sp['verdict']}).")
-    lvt = s["label_vs_truth"]
-    if lvt.get("available"):
-        out.append(f"Labels vs truth: gap {_f(lvt.get('amplitude_gap_pct'))}%; verdict: "
-                   f"{lvt.get('verdict')}.")
-    pv = s["prediction_vs_truth_scaling"]
-    if pv.get("available"):
-        out.append("Prediction scaling candidates: " + ", ".join(
-            f"{k} {_f(c['value'])}" for k, c in pv["candidates"].items())
-            + f"; best {pv['best']['name']} (residual mean bias "
-              f"{_f(pv['best']['residual_bias_mean'])}).")
-    lc = s["loss_composition"]
-    if lc.get("available"):
-        out.append("Loss weights: " + ", ".join(f"{k} {_f(v)}" for k, v in lc["weights"].items())
-                   + ".")
-    tn = s["training_nan"]
-    if tn.get("available"):
-        out.append(f"NaN in training: {_nan_cell(s)}"
-                   + (f" (first at epoch {tn['first_nan_epoch']}, step {tn['first_nan_step']})"
-                      if tn.get("any_nan") else "") + ".")
-    if s["absent"]:
-        out.append("Absent (reported, not fatal): " + ", ".join(s["absent"]) + ".")
-    out += ["", _diagnosis_paragraph(name, s), ""]
-    return out
-
-
-def render_bias_markdown(summary: Mapping[str, Any]) -> str:
-    """bias_summary.md from the bias_summary.json content."""
-    scen = summary["scenarios"]
-    out = ["# Bias summary", "",
-           f"Generated {summary['generated_at']} from {summary['scenario_count']} run(s).", "",
-           TABLE_HEADER, "|---|---|---|---|---|---|---|---|---|"]
-    for name, s in scen.items():
-        amp_b, ph_b = (_dig(s, "comparison", ch, "bias_summary") for ch in ("amplitude", "phase"))
-        out.append(f"| {name} | {_f(_dig(amp_b, 'mean'))} | {_f(_dig(amp_b, 'median'))} | "
-                   f"{_f(_dig(ph_b, 'mean'))} | {_f(_dig(ph_b, 'median'))} | "
-                   f"{_f(s['intensity']['used_scale'])} | {_f(s['intensity']['delta_scale'])} | "
-                   f"{s['intensity']['used_mode'] or 'n/a'} | {_nan_cell(s)} |")
-    out += ["", "Bias = prediction - truth over the covered region (amplitude in object units, "
-                "phase in radians after global offset removal). scale = dose scale used "
-                "(sqrt(photons)); delta scale = scale held by the model - scale used; scale mode = "
-                "dataset | closed_form; NaN = NaN seen during training.", ""]
-    ov = summary["overview"]
-    out += ["## Verdicts", "", *[f"- {line}" for line in summary.get("verdict_lines", {}).values()],
-            ""]
-    out += ["## Overview", "",
-            f"- mean amplitude Pearson: {_f(ov['mean_amplitude_pearson'])}; mean phase Pearson: "
-            f"{_f(ov['mean_phase_pearson'])}"]
-    for metric, w in ov["worst"].items():
-        if w:
-            out.append(f"- worst {metric}: {w['scenario']} ({_f(w['value'])})")
-    out.append("- verdicts: " + ", ".join(
-        f"{n}: {scen[n]['diagnosis']['label']}" for n in ov["diagnoses"]))
-    if ov["failed_runs"]:
-        out.append(f"- runs not ok: {', '.join(ov['failed_runs'])}")
-    out.append("")
-    for name, s in scen.items():
-        out += _scenario_md(name, s)
-    return "\n".join(out)
 
 
 def analyze_runs(runs: Mapping[str, str | Path], output_dir: str | Path, *,
