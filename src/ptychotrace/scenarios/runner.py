@@ -252,7 +252,7 @@ def _stage_train(req: RunRequest, rec: RunRecorder, ds: Dataset, data, log):
         if rel:
             rec.add_artifact(Path(rel).resolve().relative_to(req.output_dir.resolve()))
     log(f"trained {result.epochs_completed} epochs ({result.status}); final loss "
-        f"{result.final_loss}; {result.samples_per_second or 0:.1f} samples/s")
+        f"{format_value(result.final_loss)}; {result.samples_per_second or 0:.1f} samples/s")
     return model, result
 
 
