@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.dataset import Dataset, DatasetError
 from .geometry import Geometry, wavelength_m_to_energy_ev
-from .hdf5 import atomic_h5, h5py_module, read_energy_ev, read_length_m
+from .hdf5 import atomic_h5, h5py_module, open_hdf5, read_energy_ev, read_length_m
 from .scan import LoadOptions, RawScan
 
 E = "/entry_1"
@@ -47,12 +47,7 @@ def _first(f, keys) -> str | None:
 
 
 def read_raw(path: Path, opts: LoadOptions) -> RawScan:
-    h5py = h5py_module()
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(f"{path}: not a readable HDF5 file: {exc}") from exc
-    with f:
+    with open_hdf5(path) as f:
         data_key = _first(f, DATA_KEYS)
         if data_key is None:
             raise DatasetError(f"{path}: no diffraction data (looked for {', '.join(DATA_KEYS)})")

@@ -27,6 +27,16 @@ def h5py_module():
     return h5py
 
 
+def open_hdf5(path: Path):
+    """``path`` opened read-only (use as a context manager); a file that is not HDF5 gets a
+    DatasetError naming it, at the boundary where it enters."""
+    h5py = h5py_module()
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"{path}: not a readable HDF5 file: {exc}") from exc
+
+
 def units_of(ds) -> str | None:
     u = ds.attrs.get("units")
     if u is None:

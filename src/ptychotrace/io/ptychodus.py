@@ -24,7 +24,7 @@ import numpy as np
 
 from ..data.dataset import Dataset, DatasetError
 from .geometry import Geometry
-from .hdf5 import atomic_h5, h5py_module, positive_attr
+from .hdf5 import atomic_h5, h5py_module, open_hdf5, positive_attr
 from .scan import LoadOptions, RawScan
 
 DIFFRACTION_NAME, PRODUCT_NAME = "diffraction.h5", "product.h5"
@@ -104,12 +104,7 @@ def _read_product(path: Path) -> dict:
 
 
 def read_raw(path: Path, opts: LoadOptions) -> RawScan:
-    h5py = h5py_module()
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(f"{path}: not a readable HDF5 file: {exc}") from exc
-    with f:
+    with open_hdf5(path) as f:
         for key in ("indexes", "patterns"):
             if key not in f:
                 raise DatasetError(f"{path}: ptychodus diffraction file is missing '{key}'")
