@@ -16,7 +16,24 @@ import numpy as np
 import pytest
 
 from ptychotrace.cli import main
-from ptychotrace.evaluate.metrics import compare_reconstruction
+from ptychotrace.records import (
+    COMPARISON_FILE,
+    HISTORY_FILE,
+    HISTORY_SUMMARY_FILE,
+    INTENSITY_STATS_FILE,
+    RUN_METADATA_FILE,
+    Counts,
+    DatasetScaleInfo,
+    LabelVsTruth,
+    Profile,
+    Provenance,
+    RunMetadata,
+    SplitIntensityStats,
+    Training,
+    TrainingLabels,
+)
+from ptychotrace.records import examples as ex
+from ptychotrace.records.run_metadata import DatasetSource, Environment, RunError, SplitStats
 from ptychotrace.report import (
     ANALYZE_SECTIONS,
     FAILURE_SECTION,
@@ -26,9 +43,11 @@ from ptychotrace.report import (
     build_report,
     fmt,
 )
+from ptychotrace.stages.evaluate import evaluate
 from ptychotrace.telemetry import array_stats, build_intensity_stats, label_vs_truth, write_json
 from ptychotrace.telemetry.scale_chain import intensity_scale_block, record_training_label_stats
 from ptychotrace.telemetry.writers import write_bytes, write_npy
+from ptychotrace.train.history import History
 
 GAIN = 0.02
 SCENARIO = "gs1_fixture"
@@ -45,13 +64,15 @@ def _png_of(array: np.ndarray) -> bytes:
 
 
 def make_run(root: Path, *, status: str = "ok", images: bool = True, history: bool = True) -> dict:
-    """A schema-true run directory (telemetry.md) of a 48 x 48 object; returns key numbers.
+    """A run directory of a 48 x 48 object, every file built by its producer or from its typed
+    record (records/), so a renamed field fails here; returns key numbers.
 
-    The comparison comes from the real compare_reconstruction and the scale chain from the real
-    build_intensity_stats, so their field names are the producers' own. With ``images``, the
-    amplitude images are written as PNG and .npy, the phase images only as .npy (the report must
-    draw those itself); ``history``: train_outputs/history*.json. (Each figure the report draws
-    costs ~0.2 s on a 2-core runner: tests that do not look at them leave them out.)
+    The comparison comes from the one evaluation (stages.evaluate), the scale chain from the
+    real build_intensity_stats, the history from train.history.History and run_metadata.json
+    from records.RunMetadata. With ``images``, the amplitude images are written as PNG and .npy,
+    the phase images only as .npy (the report must draw those itself); ``history``:
+    train_outputs/history*.json. (Each figure the report draws costs ~0.2 s on a 2-core runner:
+    tests that do not look at them leave them out.)
     """
     rng = np.random.default_rng(0)
     n = 48
@@ -62,8 +83,9 @@ def make_run(root: Path, *, status: str = "ok", images: bool = True, history: bo
     pred = 0.9 * truth_amp * np.exp(1j * (truth_phase + 0.2)) + 0.02 * rng.standard_normal((n, n))
     covered = np.zeros((n, n), bool)
     covered[4:44, 4:44] = True
-    cmp = compare_reconstruction(pred, truth, covered)
-    write_json(root / "comparison_metrics.json", cmp)
+    record = evaluate(pred, truth, covered)
+    record.write(root / COMPARISON_FILE)
+    cmp = record.dump()
 
     arrays = {"ground_truth_amp": truth_amp, "ground_truth_phase": truth_phase,
               "amplitude_diff": np.abs(pred) - truth_amp,
@@ -81,87 +103,77 @@ def make_run(root: Path, *, status: str = "ok", images: bool = True, history: bo
         {"X": x, "Y_amp": y_amp, "Y_I": y_amp**2, "Y": y_amp * np.exp(0.1j)},
         missing_reasons={"Y_phi": "phase label not carried by this fixture"})
     lvt = label_vs_truth(labels, float(truth_amp[:8, :8].mean()))
+    meta = {"count": 16, "gridsize": 1, "group_limit": None}
     stages = [
-        {"name": "raw_diffraction", "source": "simulate", "stats": array_stats(np.sqrt(counts)),
-         "metadata": {"count": 16, "gridsize": 1, "group_limit": None, "domain": "amplitude"}},
-        {"name": "grouped_diffraction", "source": "group", "stats": array_stats(np.sqrt(counts)),
-         "metadata": {"count": 16, "gridsize": 1, "group_limit": None, "domain": "amplitude"}},
-        {"name": "grouped_X_full", "source": "normalise", "stats": array_stats(x),
-         "metadata": {"count": 16, "gridsize": 1, "group_limit": None, "domain": "amplitude"}},
-        {"name": "container_X", "source": "container", "stats": array_stats(x),
-         "metadata": {"count": 16, "gridsize": 1, "group_limit": None}},
-        {"name": "training_labels_Y_amp", "source": "container", "stats": array_stats(y_amp),
-         "metadata": {"count": 16, "gridsize": 1, "group_limit": None}},
-        {"name": "inference_prediction", "source": "infer", "stats": array_stats(np.abs(pred)),
-         "metadata": {"count": 16, "gridsize": 1, "group_limit": None}},
-        {"name": "ground_truth_amp", "source": "compare", "stats": array_stats(truth_amp),
-         "metadata": {"count": None, "gridsize": None, "group_limit": None}},
+        ("raw_diffraction", "simulate", np.sqrt(counts), {**meta, "domain": "amplitude"}),
+        ("grouped_diffraction", "group", np.sqrt(counts), {**meta, "domain": "amplitude"}),
+        ("grouped_X_full", "normalise", x, {**meta, "domain": "amplitude"}),
+        ("container_X", "container", x, meta),
+        ("training_labels_Y_amp", "container", y_amp, meta),
+        ("inference_prediction", "infer", np.abs(pred), meta),
+        ("ground_truth_amp", "compare", truth_amp, {"count": None, "gridsize": None,
+                                                    "group_limit": None}),
     ]
     ist = build_intensity_stats(
-        stages, normalize_gain=GAIN,
+        [{"name": nm, "source": src, "stats": array_stats(a), "metadata": m}
+         for nm, src, a, m in stages], normalize_gain=GAIN,
         intensity_scale=intensity_scale_block(100.0, 98.8, "dataset", True, 100.0),
         training_labels=labels, label_vs_truth_analysis=lvt)
-    write_json(root / "intensity_stats.json", ist)
+    write_json(root / INTENSITY_STATS_FILE, ist)
 
     if history:
-        write_json(root / "train_outputs" / "history.json", {
-            "epochs": [1, 2, 3, 4, 5], "steps": [4, 8, 12, 16, 20],
-            "metrics": {"loss": [2.0, 1.1, 0.7, 0.52, 0.45], "val_loss": [2.2, 1.3, 0.8, 0.6, 0.55],
-                        "nll": [1.5, 0.9, 0.6, 0.45, 0.4], "mae": [0.3, 0.2, 0.15, 0.12, 0.1],
-                        "lr": [1e-3, 1e-3, 1e-3, 5e-4, 5e-4]},
-            "nonfinite": {}})
-        write_json(root / "train_outputs" / "history_summary.json", {
-            "metrics": {"loss": {"count": 5, "last": 0.45, "min": 0.45, "max": 2.0,
-                                 "first_nan_step": None, "first_nan_epoch": None, "has_nan": False}},
-            "epochs_recorded": 5, "nan_overview": {"has_nan": False, "metrics": []}})
+        hist = History()
+        for i, (loss, val, nll, mae, lr) in enumerate(
+                [(2.0, 2.2, 1.5, 0.3, 1e-3), (1.1, 1.3, 0.9, 0.2, 1e-3), (0.7, 0.8, 0.6, 0.15, 1e-3),
+                 (0.52, 0.6, 0.45, 0.12, 5e-4), (0.45, 0.55, 0.4, 0.1, 5e-4)], start=1):
+            hist.append(i, 4 * i, {"loss": loss, "val_loss": val, "nll": nll, "mae": mae,
+                                   "lr": lr})
+        write_json(root / HISTORY_FILE, hist.to_dict())
+        write_json(root / HISTORY_SUMMARY_FILE, hist.summary())
 
-    md = {
-        "schema_version": "1.0", "status": status, "scenario": SCENARIO,
-        "timestamp": "2026-11-25T10:00:00.000Z", "finished_at": "2026-11-25T10:02:05.500Z",
-        "elapsed_seconds": 125.5,
-        "stage_seconds": {"simulate": 3.5, "group": 0.5, "train": 110.0, "infer": 8.0,
-                          "compare": 3.5},
-        "config": {"scenario": SCENARIO,
-                   "simulation": {"N": 32, "object_size": 48, "nphotons": 1e9, "gridsize": 1,
-                                  "probe_mode": "ideal"},
-                   "training": {"nepochs": 5, "batch_size": 16, "lr": 1e-3,
-                                "loss_weights": {"nll": 1.0, "mae": 0.0, "realspace": 0.0}},
-                   "inference": {"group_limit": 64}},
-        "cli_args": ["run", "--scenario", SCENARIO],
-        "profile": {"name": "stable", "applied": ["training.lr"], "skipped": {}, "active": True},
-        "provenance": {"package_version": "0.1.0", "git_commit": "0123456789abcdef",
-                       "git_dirty": False,
-                       "environment": {"python": "3.11.9", "numpy": np.__version__, "device": "cpu",
-                                       "threads": 2},
-                       "seeds": {"object_seed": 42, "sim_seed": 42, "training_seed": 42},
-                       "dataset_source": {"type": "simulated", "path": None, "sha256": None}},
-        "total_images": 64, "train_count": 32, "test_count": 32, "group_count": 32,
-        "group_limit": 64, "gridsize": 1, "N": 32, "nphotons": 1e9,
-        "dataset_scale_info": {"N": 32, "nphotons": 1e9, "batch_mean_sum_intensity": 1e5,
-                               "dataset_scale": 100.0, "fallback_scale": 1976.4, "ratio": 0.0506,
-                               "used_mode": "dataset"},
-        "split_intensity_stats": {
-            "train": {"batch_mean_sum_intensity": 1e5, "n_samples": 32, "dataset_scale": 100.0},
-            "test": {"batch_mean_sum_intensity": 1.02e5, "n_samples": 32, "dataset_scale": 99.0},
-            "train_vs_test_scale_ratio": 1.0101, "train_vs_test_deviation_pct": 1.01,
-            "deviation_exceeds_5pct": False},
-        "training_labels": labels,
-        "label_vs_truth_analysis": lvt,
-        "forward_pass_diagnostics": {"data_scale": 100.0, "model_scale": 100.0,
-                                     "scale_match_pct": 0.0, "output_vs_truth_ratio": 0.9},
-        "training": {"epochs_completed": 5, "early_stopped": False, "final_loss": 0.45,
-                     "final_val_loss": 0.55, "nan_detected": False, "first_nan_epoch": None,
-                     "first_nan_step": None, "samples_per_second": 812.5},
-        "inference": {"group_limit": 64, "coverage_fraction": float(covered.mean())},
-        "prediction_scale": cmp["prediction_scale"],
-        "comparison": {"paths": ["comparison_metrics.json"]},
-        "artifacts": ["comparison_metrics.json", "intensity_stats.json"],
-    }
+    blocks = dict(
+        scenario=SCENARIO, timestamp="2026-11-25T10:00:00.000Z",
+        finished_at="2026-11-25T10:02:05.500Z", elapsed_seconds=125.5,
+        stage_seconds={"simulate": 3.5, "group": 0.5, "train": 110.0, "infer": 8.0,
+                       "compare": 3.5},
+        config={"scenario": SCENARIO,
+                "simulation": {"N": 32, "object_size": 48, "nphotons": 1e9, "gridsize": 1,
+                               "probe_mode": "ideal"},
+                "training": {"nepochs": 5, "batch_size": 16, "lr": 1e-3,
+                             "loss_weights": {"nll": 1.0, "mae": 0.0, "realspace": 0.0}},
+                "inference": {"group_limit": 64}},
+        cli_args={"scenario": SCENARIO},
+        profile=Profile(name="stable", defaults={"training.lr": 1e-3},
+                        applied={"training.lr": 1e-3}, active=True),
+        provenance=Provenance(
+            package_version="0.1.0", git_commit="0123456789abcdef", git_dirty=False,
+            environment=Environment(python="3.11.9", numpy=np.__version__, device="cpu",
+                                    threads=2),
+            seeds={"object_seed": 42, "sim_seed": 42, "training_seed": 42},
+            dataset_source=DatasetSource(type="simulated")),
+        counts=Counts(total_images=64, train_count=32, test_count=32, group_count=32,
+                      group_limit=64, gridsize=1, N=32, nphotons=1e9),
+        dataset_scale_info=DatasetScaleInfo(N=32, nphotons=1e9, batch_mean_sum_intensity=1e5,
+                                            dataset_scale=100.0, fallback_scale=1976.4,
+                                            ratio=0.0506, used_mode="dataset"),
+        split_intensity_stats=SplitIntensityStats(
+            train=SplitStats(batch_mean_sum_intensity=1e5, n_samples=32, dataset_scale=100.0),
+            test=SplitStats(batch_mean_sum_intensity=1.02e5, n_samples=32, dataset_scale=99.0),
+            train_vs_test_scale_ratio=1.0101, train_vs_test_deviation_pct=1.01,
+            deviation_exceeds_5pct=False),
+        training_labels=TrainingLabels.model_validate(labels),
+        label_vs_truth_analysis=LabelVsTruth.model_validate(lvt),
+        forward_pass_diagnostics={"data_scale": 100.0, "model_scale": 100.0,
+                                  "scale_match_pct": 0.0, "output_vs_truth_ratio": 0.9},
+        training=Training(epochs_completed=5, final_loss=0.45, final_val_loss=0.55,
+                          samples_per_second=812.5),
+        artifacts=[COMPARISON_FILE, INTENSITY_STATS_FILE],
+    )
     if status == "failed":
-        md["failed_stage"] = "infer"
-        md["error"] = {"type": "RuntimeError", "message": "stitch canvas too small (fixture)",
-                       "traceback": "Traceback (most recent call last):\n  ...\nRuntimeError: x"}
-    write_json(root / "run_metadata.json", md)
+        blocks.update(failed_stage="infer", error=RunError(
+            type="RuntimeError", message="stitch canvas too small (fixture)",
+            traceback="Traceback (most recent call last):\n  ...\nRuntimeError: x"))
+    ex.run_metadata(record, status=status, **blocks).write(root / RUN_METADATA_FILE)
     return {"cmp": cmp, "ist": ist, "lvt": lvt}
 
 
@@ -303,13 +315,41 @@ def test_failed_run_gets_a_banner(tmp_path):
 
 
 def test_minimal_failed_record_still_renders(tmp_path):
+    # what the recorder writes when a run is killed in its first stage: no block but the top level
     root = tmp_path / "bare"
-    write_json(root / "run_metadata.json", {"status": "failed", "scenario": "x", "partial": True,
-                                            "failed_stage": "simulate",
-                                            "error": {"type": "Incomplete", "message": "m"}})
+    RunMetadata(status="failed", scenario="x", partial=True, timestamp="2026-01-01T00:00:00Z",
+                elapsed_seconds=0.5, failed_stage="simulate",
+                error=RunError(type="Incomplete", message="m")).write(root / RUN_METADATA_FILE)
     text = html.unescape(build_report(root).html.read_text())
     assert _section_ids(text) == [FAILURE_SECTION, *RUN_SECTIONS]
     assert "The record is partial" in text
+    for phrase in ("Counts not available (no counts block in run_metadata.json)",
+                   "Training summary not available (no training block"):
+        assert phrase in text, phrase
+
+
+def test_renamed_fields_fail_loudly(tmp_path):
+    """A producer that renames a required field is caught when the report reads the file: the
+    marker file refuses the report, naming the field; another file turns its sections red with
+    the field named, never into a quiet "n/a"."""
+    root = tmp_path / "run"
+    make_run(root, images=False, history=False)
+    cmp = json.loads((root / COMPARISON_FILE).read_text())
+    cmp["amplitude"]["mean_abs_error"] = cmp["amplitude"].pop("mae")
+    write_json(root / COMPARISON_FILE, cmp)
+    ist = json.loads((root / INTENSITY_STATS_FILE).read_text())
+    ist["stages"][0]["stats"]["nans"] = ist["stages"][0]["stats"].pop("nan_count")
+    write_json(root / INTENSITY_STATS_FILE, ist)
+    text = html.unescape(build_report(root).html.read_text())
+    assert re.search(r'<p class="tone-bad">Metrics not available \(comparison_metrics.json: not a '
+                     r'valid ComparisonRecord: amplitude\.mae: Field required', text)
+    assert "FRC not available (comparison_metrics.json: not a valid ComparisonRecord" in text
+    assert "stages.0.stats.nan_count: Field required" in text
+    md = json.loads((root / RUN_METADATA_FILE).read_text())
+    md["counts"]["n_patterns"] = md["counts"].pop("total_images")
+    write_json(root / RUN_METADATA_FILE, md)
+    with pytest.raises(ReportInputError, match=r"run_metadata.json.*counts\.total_images"):
+        build_report(root, force=True)
 
 
 def test_not_a_report_directory_is_a_clear_error(tmp_path, capsys):
@@ -332,23 +372,24 @@ def test_not_a_report_directory_is_a_clear_error(tmp_path, capsys):
 def test_sweep_report_is_generic(tmp_path):
     sweep = tmp_path / "sweep"
     make_run(sweep / "nphotons_1e6", images=False, history=False)
-    write_json(sweep / "sweep_summary.json", {
-        "sweep": "nphotons", "generated_at": "2026-11-25T11:00:00Z",
-        "runs": [{"name": "nphotons_1e6", "nphotons": 1e6, "status": "ok",
-                  "amplitude": {"pearson_r": 0.91}},
-                 {"name": "nphotons_1e9", "nphotons": 1e9, "status": "failed",
-                  "amplitude": {"pearson_r": None}}],
-        "by_value": {"1e6": {"ssim": 0.8}, "1e9": {"ssim": 0.9}}})
+    ex.sweep_summary({"nphotons_1e6": (1e6, 0.91), "nphotons_1e9": (1e9, None)}).write(
+        sweep / "sweep_summary.json")
     write_bytes(sweep / "pearson_vs_nphotons.png", _png_of(np.eye(8)))
     result = build_report(sweep)
     text = html.unescape(result.html.read_text())
     assert result.kind == "sweep" and _section_ids(text) == list(SWEEP_SECTIONS)
-    for needle in ("amplitude.pearson_r", "0.91", "nphotons_1e9", "pearson_vs_nphotons.png",
-                   "by_value", "Run directories in the sweep"):
+    for needle in ("pinn.metrics.amplitude_pearson_r", "0.91", "nphotons_1e9",
+                   "pearson_vs_nphotons.png", "per_dose", "Run directories in the sweep"):
         assert needle in text, needle
     assert '<td class="tone-bad">failed</td>' in text
     md = result.markdown.read_text()
     assert _md_anchors(md) == list(SWEEP_SECTIONS) and "(pearson_vs_nphotons.png)" in md
+    # a summary that does not match its record is refused, naming the field
+    bad = json.loads((sweep / "sweep_summary.json").read_text())
+    bad["per_dose"][0]["dose"] = bad["per_dose"][0].pop("nphotons")
+    write_json(sweep / "sweep_summary.json", bad)
+    with pytest.raises(ReportInputError, match=r"per_dose\.0\.nphotons"):
+        build_report(sweep, force=True)
 
 
 def test_analyze_report(tmp_path):

@@ -38,6 +38,22 @@ class Block(BaseModel):
         extra = self.model_extra or {}
         return extra.get(f"{key}_note")
 
+    def non_finite(self) -> NonFinite | None:
+        """The writer's list of floats it stored as null (telemetry.writers.NON_FINITE_KEY),
+        validated; None when there were none."""
+        from ..telemetry.writers import NON_FINITE_KEY
+
+        raw = (self.model_extra or {}).get(NON_FINITE_KEY)
+        return None if raw is None else NonFinite.model_validate(raw)
+
+
+class NonFinite(BaseModel):
+    """``non_finite_values``: {"note": ..., "values": {JSON path: "nan" | "inf" | "-inf"}}."""
+
+    model_config = ConfigDict(extra="allow")
+    note: str | None = None
+    values: dict[str, str]
+
 
 class Record(Block):
     """A top-level record file. ``SCHEMA`` is its current schema version."""

@@ -63,6 +63,9 @@ class Frc(Block):
     frc50: float | None
     half_bit_crossed: bool | None = None
     frc50_crossed: bool | None = None
+    box: list[int] | None = None       # row0, row1, col0, col1 of the region's bounding box
+    shape: list[int] | None = None     # (h, w) of that box, px
+    note: str | None = None            # why the FRC is undefined, when it is
 
 
 class RegistrationShort(Block):

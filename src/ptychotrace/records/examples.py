@@ -22,9 +22,10 @@ from .run_metadata import (
     RunMetadata,
     Training,
 )
+from .sweep import SweepSummary
 
 __all__ = ["synthetic_pair", "comparison_record", "run_metadata", "baseline_metadata",
-           "write_run_dir"]
+           "write_run_dir", "sweep_summary"]
 
 
 def synthetic_pair(shape: tuple[int, int] = (40, 40), seed: int = 0, noise: float = 0.05,
@@ -112,3 +113,26 @@ def write_run_dir(root: str | Path, meta: RunMetadata | None = None,
     (meta or run_metadata(cmp)).write(root / RUN_METADATA_FILE)
     cmp.write(root / COMPARISON_FILE)
     return root
+
+
+def sweep_summary(points: dict[str, tuple[float, float | None]],
+                  scenario: str = "gs1_ideal") -> SweepSummary:
+    """A PINN-only sweep_summary.json of one seed per dose: ``points`` {run name: (nphotons,
+    amplitude Pearson r, None for a failed point)}."""
+    from .sweep import DoseBlock, MethodAggregate, MethodResult, PointMetrics, Seeds, SweepRun
+
+    runs, per_dose = [], []
+    for name, (nphotons, pearson) in points.items():
+        ok = pearson is not None
+        metrics = PointMetrics(amplitude_pearson_r=pearson) if ok else None
+        runs.append(SweepRun(name=name, nphotons=nphotons, seed_index=0, sim_seed=42,
+                             training_seed=42, run_dir=f"runs/{name}", baseline_dir="",
+                             pinn=MethodResult(status="ok" if ok else "failed", metrics=metrics)))
+        per_dose.append(DoseBlock(nphotons=nphotons, label=f"{nphotons:g}", pinn=MethodAggregate(
+            n_ok=int(ok), n_seeds=1, per_seed=[], mean={"amplitude_pearson_r": pearson},
+            std={"amplitude_pearson_r": None}, n={"amplitude_pearson_r": int(ok)})))
+    return SweepSummary(status="ok", generated_at="2026-01-01T00:00:00Z", scenario=scenario,
+                        output_dir="sweep", doses=[p[0] for p in points.values()],
+                        methods=["pinn"], seeds=Seeds(count=1, base_sim_seed=42,
+                                                      base_training_seed=42),
+                        baseline={}, per_dose=per_dose, runs=runs)

@@ -1,9 +1,10 @@
 """run_metadata.json of one run (telemetry.md): the top level and the blocks other stages read.
 
 Written by :class:`ptychotrace.telemetry.recorder.RunRecorder` from the blocks each stage sets;
-read by the sweep, the report and the analyzer. Blocks whose producer lives elsewhere
-(training labels, label-vs-truth, forward-pass diagnostics, probe) are typed loosely here: their
-producers own their content; the names below are the contract.
+read by the sweep, the report and the analyzer. The training-label and label-vs-truth blocks are
+typed in :mod:`.intensity_stats` (intensity_stats.json records them too). Blocks whose content
+is free-form by design (forward-pass diagnostics, probe, the config echo, the training corpus
+manifest) are dicts here: their producers own their content; the names below are the contract.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import Field
 
 from .base import Block, Record
 from .comparison import ComparisonHeadline, PredictionScale
+from .intensity_stats import LabelVsTruth, TrainingLabels
 
 RUN_METADATA_FILE = "run_metadata.json"
 RUN_METADATA_SCHEMA = "1.0"
@@ -214,8 +216,8 @@ class RunMetadata(Record):
     dataset_scale_info: DatasetScaleInfo | None = None
     split_intensity_stats: SplitIntensityStats | None = None
     measured_photons_per_pattern: dict[str, Any] | None = None
-    training_labels: dict[str, Any] | None = None
-    label_vs_truth_analysis: dict[str, Any] | None = None
+    training_labels: TrainingLabels | None = None
+    label_vs_truth_analysis: LabelVsTruth | None = None
     forward_pass_diagnostics: dict[str, Any] | None = None
     training: Training | None = None
     inference: Inference | None = None

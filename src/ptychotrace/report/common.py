@@ -7,12 +7,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..format import format_value
-from ..telemetry.writers import NON_FINITE_KEY
+from ..records.base import Block, Record, RecordError
 from .figures import PNG_SIGNATURE
 from .html import (
     Cell,
@@ -30,6 +30,9 @@ SWEEP_SECTIONS = ("overview", "summary", "figures", "runs")
 ANALYZE_SECTIONS = ("overview", "summary", "figures", "scenarios")
 
 AMP_UNIT = "object amplitude units"
+#: Words in a "not available" reason when a file does not match its record (Record.parse).
+SCHEMA_MISMATCH = ": not a valid "
+R = TypeVar("R", bound=Record)
 PHASE_UNIT = "rad"
 
 
@@ -73,6 +76,16 @@ def _seconds(x: Any) -> str:
     return f"{x:,.1f} s ({human})"
 
 
+def _length(metres: float | None) -> str:
+    """A length in metres for a person: nm, µm, mm or m (4 significant digits)."""
+    if metres is None:
+        return fmt(None)
+    for bound, unit, per in ((1e-6, "nm", 1e-9), (1e-3, "µm", 1e-6), (1.0, "mm", 1e-3)):
+        if abs(metres) < bound:
+            return fmt(metres / per, unit)
+    return fmt(metres, "m")
+
+
 def _shape(shape: Any) -> str:
     if isinstance(shape, (list, tuple)) and all(isinstance(s, int) for s in shape):
         return "x".join(str(s) for s in shape) if shape else "scalar"
@@ -108,14 +121,13 @@ def _auto(key: str, v: Any) -> str:
     return fmt(v)
 
 
-def _with_note(block: Mapping[str, Any], key: str, unit: str = "") -> str:
-    """block[key] formatted; when None and the producer left ``<key>_note``, say why."""
-    v = block.get(key)
-    if v is None and block.get(f"{key}_note"):
-        return f"n/a ({block[f'{key}_note']})"
+def _with_note(block: Block, key: str, unit: str = "") -> str:
+    """block.key formatted; when None and the producer left ``<key>_note``, say why."""
+    v = getattr(block, key)
+    note = block.note_for(key)
+    if v is None and note:
+        return f"n/a ({note})"
     return fmt(v, unit)
-
-
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "", depth: int = 8) -> dict[str, Any]:
@@ -134,18 +146,23 @@ def _status_cell(status: Any) -> Cell:
                 "ok" if status == "ok" else ("bad" if status == "failed" else None))
 
 
-def _non_finite_note(name: str, data: Mapping[str, Any]) -> list[Para]:
+def _non_finite_note(name: str, record: Block) -> list[Para]:
     """The writer's record of floats it stored as null (telemetry.writers.NON_FINITE_KEY)."""
-    nf = data.get(NON_FINITE_KEY)
-    values = nf.get("values") if isinstance(nf, Mapping) else None
-    if not isinstance(values, Mapping) or not values:
+    nf = record.non_finite()
+    if nf is None or not nf.values:
         return []
-    return [Para(f"{name} stores {len(values)} non-finite value(s) as null: "
-                 + ", ".join(f"{k} = {v}" for k, v in values.items()), "warn")]
+    return [Para(f"{name} stores {len(nf.values)} non-finite value(s) as null: "
+                 + ", ".join(f"{k} = {v}" for k, v in nf.values.items()), "warn")]
 
 
 def _missing(text: str) -> Para:
     return Para(text, "missing")
+
+
+def _absent(what: str, why: str) -> Para:
+    """"<what> not available (...)": a missing file is a quiet notice; a file that does not match
+    its typed record is shown in red (a producer and the report disagree on a field)."""
+    return Para(f"{what} {why}", "bad" if SCHEMA_MISMATCH in why else "missing")
 
 
 def _utc_now() -> str:
@@ -172,6 +189,25 @@ class _Dir:
         if object_only and not isinstance(data, dict):
             return None, f"not available (file {rel} does not hold a JSON object)"
         return data, None
+
+    def record(self, cls: type[R], rel: str) -> tuple[R | None, str | None]:
+        """The typed record in ``rel``, validated once, or (None, why it is not available):
+        missing, not JSON, or not matching its schema (the failing fields named)."""
+        data, why = self.json(rel)
+        if why:
+            return None, why
+        try:
+            return cls.parse(data, source=rel), None
+        except RecordError as exc:
+            return None, f"not available ({exc})"
+
+    def required_record(self, cls: type[R], rel: str) -> R:
+        """The marker file's typed record; ReportInputError naming the file and fields."""
+        data = self.required(rel)
+        try:
+            return cls.parse(data, source=rel)
+        except RecordError as exc:
+            raise ReportInputError(f"{self.root}: {exc}") from None
 
     def required(self, rel: str, *, object_only: bool = True) -> Any:
         data, why = self.json(rel, object_only=object_only)

@@ -6,8 +6,8 @@ Object images carry a scale bar (:func:`scale_bar`) when the real-space pixel si
 (run metadata ``geometry.object_pixel_width_m``, issue #13); without it they carry none, and their
 axes stay in object pixels.
 
-Each function takes plain values (arrays, dicts) and returns the PNG bytes, or ``None`` when there
-is nothing to draw.
+Each function takes arrays or typed records (records/) and returns the PNG bytes, or ``None`` when
+there is nothing to draw.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..format import format_value
+from ..records.comparison import Frc
+from ..records.history import TrainingHistory
 
 __all__ = ["image_png", "image_figure", "comparison_png", "training_curves_png", "frc_png",
            "is_loss_metric", "symmetric_limit", "scale_bar", "ScaleBar", "BAD_COLOUR",
@@ -270,26 +272,24 @@ def _plain_log_formatter(**kwargs):
     return PlainLogFormatter(**kwargs)
 
 
-def training_curves_png(history: Mapping[str, Any]) -> tuple[bytes | None, list[str]]:
+def training_curves_png(history: TrainingHistory) -> tuple[bytes | None, list[str]]:
     """Small multiples, one panel per metric (its ``val_`` twin dashed in the same panel), against
     the epoch. Losses get a log y axis when all their values are positive (otherwise linear, and
     a note says so). Null (non-finite) values are gaps, marked with a red tick on the x axis.
 
-    ``history``: {"metrics": {name: [value per epoch]}, "epochs": [...]} (epochs default to
-    1..n). Returns (PNG bytes or None when there is no metric, notes).
+    ``history``: train_outputs/history.json (records.history.TrainingHistory); epochs default to
+    1..n when their count does not match the values. Returns (PNG bytes or None when there is no
+    metric, notes).
     """
     from matplotlib.ticker import MaxNLocator
 
-    metrics = history.get("metrics") if isinstance(history, Mapping) else None
-    if not isinstance(metrics, Mapping) or not metrics:
+    if not history.metrics:
         return None, ["history.json has no metrics"]
-    series = {k: v for k, v in metrics.items() if isinstance(v, list) and v}
+    series = {k: v for k, v in history.metrics.items() if v}
     if not series:
         return None, ["history.json holds no values"]
     n_max = max(len(v) for v in series.values())
-    epochs = history.get("epochs")
-    if not (isinstance(epochs, list) and len(epochs) == n_max):
-        epochs = list(range(1, n_max + 1))
+    epochs = history.epochs if len(history.epochs) == n_max else list(range(1, n_max + 1))
     x_all = np.asarray(_finite_or_nan(epochs))
 
     panels: dict[str, list[str]] = {}
@@ -350,24 +350,20 @@ def training_curves_png(history: Mapping[str, Any]) -> tuple[bytes | None, list[
 # --------------------------------------------------------------------------------------------
 # FRC
 # --------------------------------------------------------------------------------------------
-def _curve_arrays(curve: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    if not isinstance(curve, list):
+def _curve_arrays(frc: Frc) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    if not frc.curve:
         return None
-    rows = [c for c in curve if isinstance(c, Mapping)]
-    if not rows:
-        return None
-    f = _finite_or_nan([c.get("spatial_frequency") for c in rows])
-    v = _finite_or_nan([c.get("frc") for c in rows])
-    t = _finite_or_nan([c.get("half_bit_threshold") for c in rows])
+    f = _finite_or_nan([c.spatial_frequency for c in frc.curve])
+    v = _finite_or_nan([c.frc for c in frc.curve])
+    t = _finite_or_nan([c.half_bit_threshold for c in frc.curve])
     return (f, v, t) if np.isfinite(f).any() else None
 
 
-def frc_png(channels: Mapping[str, Mapping[str, Any] | None]) -> bytes | None:
-    """One panel per channel ({"amplitude": frc block, "phase": frc block}): the FRC curve, the
-    1/2-bit threshold, the 0.5 line, and vertical markers at the recorded crossings (labelled
-    with the resolution in pixels). Returns None when no channel has a curve."""
-    usable = {ch: (blk, _curve_arrays(blk.get("curve"))) for ch, blk in channels.items()
-              if isinstance(blk, Mapping)}
+def frc_png(channels: Mapping[str, Frc | None]) -> bytes | None:
+    """One panel per channel ({"amplitude": Frc, "phase": Frc}, records.comparison): the FRC
+    curve, the 1/2-bit threshold, the 0.5 line, and vertical markers at the recorded crossings
+    (labelled with the resolution in pixels). Returns None when no channel has a curve."""
+    usable = {ch: (blk, _curve_arrays(blk)) for ch, blk in channels.items() if blk is not None}
     usable = {ch: v for ch, v in usable.items() if v[1] is not None}
     if not usable:
         return None
@@ -382,7 +378,7 @@ def frc_png(channels: Mapping[str, Mapping[str, Any] | None]) -> bytes | None:
         ax.axhline(0.5, color="#666666", linestyle=":", linewidth=1.2, label="0.5")
         for key, res_key, color in (("half_bit_crossing_frequency", "half_bit_resolution", "#d9822b"),
                                     ("frc50_crossing_frequency", "frc50", "#666666")):
-            fc, res = blk.get(key), blk.get(res_key)
+            fc, res = getattr(blk, key), getattr(blk, res_key)
             if isinstance(fc, (int, float)) and math.isfinite(fc):
                 label = f"{'1/2-bit' if res_key.startswith('half') else 'FRC 0.5'}: " \
                         f"{res:.3g} px" if isinstance(res, (int, float)) else None

@@ -1,18 +1,23 @@
-"""Run report sections on numbers: the scale chain, comparison metrics, FRC, labels."""
+"""Run report sections on numbers: the scale chain, comparison metrics, FRC, labels.
+
+Every section takes typed records (records/): a renamed or missing required field fails when
+the report reads the file, not as a silent "n/a" here."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ..format import format_resolution
+from ..records.comparison import ChannelMetrics, ComparisonRecord, Frc
+from ..records.intensity_stats import IntensityStats
+from ..records.run_metadata import RunMetadata
 from ..telemetry.scale_chain import RATIO_DEFS
-from ..telemetry.stats import dig as _dig
 from .common import (
     AMP_UNIT,
     PHASE_UNIT,
+    _absent,
     _auto,
-    _Dir,
     _is_num,
     _missing,
     _non_finite_note,
@@ -34,35 +39,34 @@ from .html import (
 )
 
 
-def _scale_chain_section(md: Mapping[str, Any], d: _Dir, ist: Any, ist_why: str | None) -> Section:
+def _scale_chain_section(md: RunMetadata, ist: IntensityStats | None,
+                         ist_why: str | None) -> Section:
     """Stage and ratio tables, the symmetry verdict, then the small tables side by side (chain,
     dose scale, forward pass, split parity) and the split-parity verdict."""
     blocks: list = []
     small: list = []
     after: list = []
     if ist is None:
-        blocks.append(_missing(f"Scale chain {ist_why}"))
+        blocks.append(_absent("Scale chain", ist_why))
     else:
         blocks, small = _scale_chain_blocks(ist)
-    fpd = md.get("forward_pass_diagnostics")
-    if isinstance(fpd, Mapping):
+    fpd = md.forward_pass_diagnostics   # free-form: the trainer's diagnostics, shown as recorded
+    if fpd is not None:
         small.append(KeyValues([(k, _auto(k, v)) for k, v in fpd.items()],
                                caption="Forward pass diagnostics"))
     else:
         after.append(_missing("Forward pass diagnostics not available (no forward_pass_diagnostics "
                               "block in run_metadata.json)"))
-    sis = md.get("split_intensity_stats")
-    if isinstance(sis, Mapping):
-        splits = {k: v for k, v in sis.items() if isinstance(v, Mapping)}
-        if splits:
-            small.append(Table(["split", "batch mean summed intensity", "samples", "dataset scale"],
-                               [[k, fmt(v.get("batch_mean_sum_intensity"), "photons"),
-                                 fmt(v.get("n_samples")), fmt(v.get("dataset_scale"), "sqrt(photons)")]
-                                for k, v in splits.items()], "Split intensity parity",
-                               numeric=(1, 2, 3)))
-        bad = bool(sis.get("deviation_exceeds_5pct"))
-        after.append(Para(f"Train/test scale ratio {fmt(sis.get('train_vs_test_scale_ratio'))}, "
-                          f"deviation {fmt(sis.get('train_vs_test_deviation_pct'), '%')}: "
+    sis = md.split_intensity_stats
+    if sis is not None:
+        small.append(Table(["split", "batch mean summed intensity", "samples", "dataset scale"],
+                           [[k, fmt(v.batch_mean_sum_intensity, "photons"), fmt(v.n_samples),
+                             fmt(v.dataset_scale, "sqrt(photons)")]
+                            for k, v in (("train", sis.train), ("test", sis.test))],
+                           "Split intensity parity", numeric=(1, 2, 3)))
+        bad = bool(sis.deviation_exceeds_5pct)
+        after.append(Para(f"Train/test scale ratio {fmt(sis.train_vs_test_scale_ratio)}, "
+                          f"deviation {fmt(sis.train_vs_test_deviation_pct, '%')}: "
                           + ("exceeds 5 %." if bad else "within 5 %."), "bad" if bad else "ok"))
     else:
         after.append(_missing("Split intensity parity not available (no split_intensity_stats "
@@ -70,32 +74,31 @@ def _scale_chain_section(md: Mapping[str, Any], d: _Dir, ist: Any, ist_why: str 
     return Section("scale-chain", "Scale chain", blocks + ([Group(small)] if small else []) + after)
 
 
-def _scale_chain_blocks(ist: Mapping[str, Any]) -> tuple[list, list]:
+def _stage_rows(ist: IntensityStats, expected: dict[str, float]) -> list[list[str | Cell]]:
+    # a named ratio is shown on the row of its numerator stage ("into" that stage)
+    into: dict[str, list[str]] = {}
+    for name, value in ist.ratios.items():
+        if name in RATIO_DEFS:
+            exp = f", expected {fmt(expected[name])}" if name in expected else ""
+            into.setdefault(RATIO_DEFS[name][0], []).append(f"{name} = {fmt(value)}{exp}")
+    rows = []
+    for s in ist.stages:
+        st, meta = s.stats, s.metadata
+        nan = st.nan_count
+        rows.append([s.name, fmt(s.source), fmt(meta.domain), _shape(st.shape), fmt(meta.count),
+                     fmt(st.mean), fmt(st.std), fmt(st.min), fmt(st.max),
+                     Cell(fmt(nan), "bad") if nan > 0 else fmt(nan),
+                     "; ".join(into[s.name]) if s.name in into else "-"])
+    return rows
+
+
+def _scale_chain_blocks(ist: IntensityStats) -> tuple[list, list]:
     """(stage and ratio tables with the symmetry verdict, small key/value tables)."""
     blocks: list = []
     small: list = []
-    stages = [s for s in ist.get("stages") or [] if isinstance(s, Mapping)]
-    ratios = ist.get("ratios") if isinstance(ist.get("ratios"), Mapping) else {}
-    defs = ist.get("ratio_definitions") if isinstance(ist.get("ratio_definitions"), Mapping) else {}
-    sym = ist.get("symmetry_check") if isinstance(ist.get("symmetry_check"), Mapping) else {}
-    expected = sym.get("expected") or {}
-    # a named ratio is shown on the row of its numerator stage ("into" that stage)
-    into: dict[str, list[str]] = {}
-    for name, value in ratios.items():
-        num = RATIO_DEFS.get(name, (None,))[0]
-        if num is not None:
-            exp = f", expected {fmt(expected[name])}" if name in expected else ""
-            into.setdefault(num, []).append(f"{name} = {fmt(value)}{exp}")
-    rows = []
-    for s in stages:
-        st = s.get("stats") if isinstance(s.get("stats"), Mapping) else {}
-        meta = s.get("metadata") if isinstance(s.get("metadata"), Mapping) else {}
-        nan = st.get("nan_count")
-        rows.append([str(s.get("name", "?")), fmt(s.get("source")), fmt(meta.get("domain")),
-                     _shape(st.get("shape")), fmt(meta.get("count")), fmt(st.get("mean")),
-                     fmt(st.get("std")), fmt(st.get("min")), fmt(st.get("max")),
-                     Cell(fmt(nan), "bad") if _is_num(nan) and nan > 0 else fmt(nan),
-                     "; ".join(into.get(str(s.get("name")), [])) or "-"])
+    sym = ist.symmetry_check
+    expected = sym.expected if sym is not None else {}
+    rows = _stage_rows(ist, expected)
     if rows:
         blocks.append(Table(["stage", "source", "domain", "shape", "count", "mean", "std", "min",
                              "max", "NaN", "ratio into this stage"], rows,
@@ -103,51 +106,49 @@ def _scale_chain_blocks(ist: Mapping[str, Any]) -> tuple[list, list]:
                             numeric=(4, 5, 6, 7, 8, 9)))
     else:
         blocks.append(_missing("not available (intensity_stats.json has no stages)"))
-    if ist.get("missing_stages"):
-        blocks.append(Para("Stages not recorded: " + ", ".join(map(str, ist["missing_stages"])),
-                           "warn"))
-    deviation = sym.get("relative_deviation") or {}
-    unchecked = sym.get("unchecked") or {}
-    violations = set(sym.get("violations") or [])
-    notes = ist.get("ratio_notes") if isinstance(ist.get("ratio_notes"), Mapping) else {}
+    if ist.missing_stages:
+        blocks.append(Para("Stages not recorded: " + ", ".join(ist.missing_stages), "warn"))
+    deviation = sym.relative_deviation if sym is not None else {}
+    unchecked = sym.unchecked if sym is not None else {}
+    violations = set(sym.violations) if sym is not None else set()
     rrows = []
-    for name, value in ratios.items():
+    for name, value in ist.ratios.items():
         if name in violations:
             check = Cell("violated", "bad")
         elif name in expected:
             check = Cell("ok", "ok")
         else:
             check = Cell("not checked" + (f": {unchecked[name]}" if name in unchecked else ""))
-        dev = deviation.get(name)
-        rrows.append([name, fmt(defs.get(name, "")), fmt(value), fmt(expected.get(name)),
+        dev = deviation[name] if name in deviation else None
+        rrows.append([name, ist.ratio_definitions[name] if name in ist.ratio_definitions else "",
+                      fmt(value), fmt(expected[name] if name in expected else None),
                       fmt(100.0 * dev, "%") if _is_num(dev) else "n/a", check,
-                      fmt(notes.get(name, ""))])
+                      ist.ratio_notes[name] if name in ist.ratio_notes else ""])
     if rrows:
         blocks.append(Table(["ratio", "definition", "value", "expected", "deviation", "symmetry check",
                              "note"], rrows, "Ratios of stage means", numeric=(2, 3, 4)))
-    if sym:
-        tol = sym.get("tolerance")
-        tol_text = fmt(100.0 * tol, "%") if _is_num(tol) else "n/a"
-        src = sym.get("primary_deviation_source") or "n/a"
-        if sym.get("violated"):
+    if sym is not None:
+        tol_text = fmt(100.0 * sym.tolerance, "%")
+        src = sym.primary_deviation_source or "n/a"
+        if sym.violated:
             blocks.append(Para(f"Symmetry check VIOLATED ({', '.join(sorted(violations))}; "
                                f"tolerance {tol_text}); primary deviation source: {src}.", "bad"))
         else:
             blocks.append(Para(f"Symmetry check holds (tolerance {tol_text}); largest deviation at "
                                f"stage {src}.", "ok"))
-    drop = ist.get("largest_drop")
-    chain = ist.get("full_chain") if isinstance(ist.get("full_chain"), Mapping) else {}
-    items = [("input-normalisation gain", fmt(ist.get("normalize_gain"))),
-             ("full-chain product", fmt(ist.get("full_chain_product"))),
-             ("product / gain (should be ~1)", fmt(chain.get("product_over_normalize_gain")))]
-    if isinstance(drop, Mapping):
-        items.append(("largest change", f"{drop.get('name')} = {fmt(drop.get('value'))} "
-                                        f"(|log10| {fmt(drop.get('abs_log10'))})"))
+    chain = ist.full_chain
+    items = [("input-normalisation gain", fmt(ist.normalize_gain)),
+             ("full-chain product", fmt(ist.full_chain_product)),
+             ("product / gain (should be ~1)",
+              fmt(chain.product_over_normalize_gain if chain is not None else None))]
+    drop = ist.largest_drop
+    if drop is not None:
+        items.append(("largest change", f"{drop.name} = {fmt(drop.value)} "
+                                        f"(|log10| {fmt(drop.abs_log10)})"))
     small.append(KeyValues(items, caption="Chain"))
-    iscale = ist.get("intensity_scale")
-    if isinstance(iscale, Mapping):
+    if ist.intensity_scale is not None:
         small.append(KeyValues([(k, fmt(v, "sqrt(photons)") if _is_num(v) and k != "ratio"
-                                 else _value(v)) for k, v in iscale.items()],
+                                 else _value(v)) for k, v in ist.intensity_scale.dump().items()],
                                caption="Intensity (dose) scale: used vs held by the model"))
     return blocks, small
 
@@ -156,33 +157,38 @@ def _scale_chain_blocks(ist: Mapping[str, Any]) -> tuple[list, list]:
 FULL_CANVAS_ROWS = ("pixels compared", "MAE", "RMSE", "Pearson r", "SSIM", "PSNR")
 
 
-def _metric_rows() -> list[tuple[str, Any]]:
-    """Rows of the metrics table: (label, getter(channel block, unit) -> cell text)."""
-    def psnr(b: Mapping, unit: str) -> str:
-        p = b.get("psnr")
-        if isinstance(p, Mapping):
-            if p.get("value") is None:
-                return f"n/a ({p.get('value_note', 'not computed')})"
-            return f"{fmt(p.get('value'), 'dB')} (peak {fmt(p.get('peak'), unit)})"
-        return fmt(p, "dB")
+def _metric_rows() -> list[tuple[str, Callable[[Any, str], str]]]:
+    """Rows of the metrics table: (label, getter(channel record, unit) -> cell text). The
+    channel is a ChannelMetrics (covered region) or a CanvasChannel (full canvas: only the
+    FULL_CANVAS_ROWS are asked of it)."""
+    def psnr(b: Any, unit: str) -> str:
+        p = b.psnr
+        if p.value is None:
+            return f"n/a ({p.note_for('value') or 'not computed'})"
+        return f"{fmt(p.value, 'dB')} (peak {fmt(p.peak, unit)})"
 
     def frc(key: str):
-        return lambda b, unit: format_resolution(b["frc"], key) \
-            if isinstance(b.get("frc"), Mapping) else "n/a (no FRC block)"
+        return lambda b, unit: format_resolution(b.frc, key) if b.frc is not None \
+            else "n/a (no FRC block)"
 
-    def nested(*keys: str):
-        return lambda b, unit: fmt(_dig(b, *keys), unit)
+    def bias(key: str):
+        return lambda b, unit: fmt(getattr(b.bias_summary, key), unit) \
+            if b.bias_summary is not None else "n/a"
 
-    def at_bound(b: Mapping, unit: str) -> str:
-        rc = b.get("output_range_check")
-        if not isinstance(rc, Mapping):
-            return f"n/a ({b['output_range_check_note']})" if b.get("output_range_check_note") \
-                else "n/a"
-        return f"{_pct_of_fraction(rc.get('fraction_at_bound'))} (bound {fmt(rc.get('bound'))})"
+    def stats_mean(which: str):
+        return lambda b, unit: fmt(getattr(b, which).mean, unit) \
+            if getattr(b, which) is not None else "n/a"
+
+    def at_bound(b: ChannelMetrics, unit: str) -> str:
+        rc = b.output_range_check
+        if rc is None:
+            note = b.note_for("output_range_check")
+            return f"n/a ({note})" if note else "n/a"
+        return f"{_pct_of_fraction(rc.fraction_at_bound)} (bound {fmt(rc.bound)})"
 
     return [
-        ("pixels compared", lambda b, u: fmt(b.get("count"))),
-        ("coverage fraction", lambda b, u: _pct_of_fraction(b.get("coverage_fraction"))),
+        ("pixels compared", lambda b, u: fmt(b.count)),
+        ("coverage fraction", lambda b, u: _pct_of_fraction(b.coverage_fraction)),
         ("MAE", lambda b, u: _with_note(b, "mae", u)),
         ("RMSE", lambda b, u: _with_note(b, "rmse", u)),
         ("max |error|", lambda b, u: _with_note(b, "max_abs", u)),
@@ -191,33 +197,33 @@ def _metric_rows() -> list[tuple[str, Any]]:
         ("PSNR", psnr),
         ("FRC 1/2-bit resolution", frc("half_bit_resolution")),
         ("FRC 0.5 resolution", frc("frc50")),
-        ("bias mean (pred - truth)", nested("bias_summary", "mean")),
-        ("bias median", nested("bias_summary", "median")),
-        ("bias p05 / p95", lambda b, u: f"{fmt(_dig(b, 'bias_summary', 'p05'), u)} / "
-                                        f"{fmt(_dig(b, 'bias_summary', 'p95'), u)}"
-         if isinstance(b.get("bias_summary"), Mapping) else "n/a"),
-        ("prediction mean", nested("pred_stats", "mean")),
-        ("truth mean", nested("truth_stats", "mean")),
+        ("bias mean (pred - truth)", bias("mean")),
+        ("bias median", bias("median")),
+        ("bias p05 / p95", lambda b, u: f"{fmt(b.bias_summary.p05, u)} / "
+                                        f"{fmt(b.bias_summary.p95, u)}"
+         if b.bias_summary is not None else "n/a"),
+        ("prediction mean", stats_mean("pred_stats")),
+        ("truth mean", stats_mean("truth_stats")),
         ("at activation bound", at_bound),
     ]
 
 
-def _metrics_section(cmp: Any, why: str | None, md: Mapping[str, Any]) -> Section:
+def _metrics_section(cmp: ComparisonRecord | None, why: str | None, md: RunMetadata) -> Section:
     if cmp is None:
-        return Section("metrics", "Metrics", [_missing(f"Metrics {why}")])
-    blocks: list = []
-    full = cmp.get("full_canvas") if isinstance(cmp.get("full_canvas"), Mapping) else {}
-    columns = [("amplitude", "covered region", cmp.get("amplitude"), AMP_UNIT),
-               ("amplitude", "full canvas", full.get("amplitude"), AMP_UNIT),
-               ("phase", "covered region", cmp.get("phase"), PHASE_UNIT),
-               ("phase", "full canvas", full.get("phase"), PHASE_UNIT)]
+        blocks: list = [_absent("Metrics", why)]
+        if md.comparison is not None and not md.comparison.available:   # data without a truth
+            blocks.append(Para(f"No comparison: {md.comparison.reason}.", "note"))
+        return Section("metrics", "Metrics", blocks)
+    blocks = []
+    full = cmp.full_canvas
+    columns = [("amplitude", "covered region", cmp.amplitude, AMP_UNIT),
+               ("amplitude", "full canvas", full.amplitude, AMP_UNIT),
+               ("phase", "covered region", cmp.phase, PHASE_UNIT),
+               ("phase", "full canvas", full.phase, PHASE_UNIT)]
     rows = []
     for label, getter in _metric_rows():
         row: list[str | Cell] = [label]
         for _, region, blk, unit in columns:
-            if not isinstance(blk, Mapping):
-                row.append("n/a")
-                continue
             if region == "full canvas" and label not in FULL_CANVAS_ROWS:
                 row.append("-")  # the full canvas carries the headline numbers only
                 continue
@@ -230,44 +236,29 @@ def _metrics_section(cmp: Any, why: str | None, md: Mapping[str, Any]) -> Sectio
                        "phase offset removal; resolutions in pixels. '-' = reported on the covered "
                        "region only.", "note"))
     blocks += _non_finite_note("comparison_metrics.json", cmp)
-    missing = [ch for ch in ("amplitude", "phase") if not isinstance(cmp.get(ch), Mapping)]
-    if missing:
-        blocks.append(_missing(f"not available (no {' or '.join(missing)} block in "
-                               "comparison_metrics.json)"))
-    frame: list = []  # side by side under the table
-    ps = cmp.get("prediction_scale") if isinstance(cmp.get("prediction_scale"), Mapping) \
-        else md.get("prediction_scale")
-    if isinstance(ps, Mapping):
-        frame.append(KeyValues([(k, _value(v)) for k, v in ps.items()],
-                               caption="Prediction scale (amplitude, before the metrics)"))
-    else:
-        frame.append(_missing("Prediction scale not available (no prediction_scale block)"))
-    reg = cmp.get("registration")
-    if isinstance(reg, Mapping):
-        items = []
-        for k, v in reg.items():
-            unit = "px" if k.endswith("_px") else ""
-            items.append((k, ", ".join(fmt(x, unit) for x in v) if isinstance(v, list)
-                          else fmt(v, unit) if _is_num(v) else _value(v)))
-        frame.append(KeyValues(items, caption="Registration (prediction onto truth)"))
-    else:
-        frame.append(_missing("Registration not available (no registration block in "
-                              "comparison_metrics.json)"))
-    other = [("phase offset removed", fmt(cmp.get("phase_offset_removed_rad"), PHASE_UNIT)),
-             ("phase offset weighting", fmt(cmp.get("phase_offset_weighting"))),
-             ("phase ramp", _value(cmp.get("phase_ramp")) if cmp.get("phase_ramp") else "not removed"),
-             ("canvas shape", _shape(cmp.get("canvas_shape"))),
-             ("coverage fraction (canvas)", _pct_of_fraction(cmp.get("coverage_fraction")))]
+    frame: list = [KeyValues([(k, _value(v)) for k, v in cmp.prediction_scale.dump().items()],
+                             caption="Prediction scale (amplitude, before the metrics)")]
+    items = []
+    for k, v in cmp.registration.dump().items():
+        unit = "px" if k.endswith("_px") else ""
+        items.append((k, ", ".join(fmt(x, unit) for x in v) if isinstance(v, list)
+                      else fmt(v, unit) if _is_num(v) else _value(v)))
+    frame.append(KeyValues(items, caption="Registration (prediction onto truth)"))
+    other = [("phase offset removed", fmt(cmp.phase_offset_removed_rad, PHASE_UNIT)),
+             ("phase offset weighting", fmt(cmp.phase_offset_weighting)),
+             ("phase ramp", _value(cmp.phase_ramp) if cmp.phase_ramp else "not removed"),
+             ("canvas shape", _shape(cmp.canvas_shape)),
+             ("coverage fraction (canvas)", _pct_of_fraction(cmp.coverage_fraction))]
     frame.append(KeyValues(other, caption="Evaluation frame"))
     return Section("metrics", "Metrics", [*blocks, Group(frame)])
 
 
-def _frc_section(cmp: Any, why: str | None) -> Section:
+def _frc_section(cmp: ComparisonRecord | None, why: str | None) -> Section:
     if cmp is None:
-        return Section("frc", "Fourier ring correlation", [_missing(f"FRC {why}")])
-    frcs = {ch: _dig(cmp, ch, "frc") for ch in ("amplitude", "phase")}
+        return Section("frc", "Fourier ring correlation", [_absent("FRC", why)])
+    frcs: dict[str, Frc | None] = {ch: cmp.channel(ch).frc for ch in ("amplitude", "phase")}
     blocks: list = []
-    png = frc_png({ch: f for ch, f in frcs.items() if isinstance(f, Mapping)})
+    png = frc_png(frcs)
     if png is None:
         blocks.append(_missing("FRC curves not available (no frc.curve in the amplitude or phase "
                                "block of comparison_metrics.json)"))
@@ -277,41 +268,40 @@ def _frc_section(cmp: Any, why: str | None) -> Section:
                                   "lines mark the crossings.", "FRC curves", name="frc.png"))
     rows = []
     for ch, f in frcs.items():
-        if not isinstance(f, Mapping):
+        if f is None:
             rows.append([ch, "n/a", "n/a", "n/a", "n/a", "n/a", "no frc block"])
             continue
-        box = f.get("shape")
-        notes = "; ".join(str(f[k]) for k in ("half_bit_resolution_note", "frc50_note", "note")
-                          if f.get(k))
+        notes = "; ".join(str(n) for n in (f.note_for("half_bit_resolution"), f.note_for("frc50"),
+                                           f.note) if n)
         rows.append([ch, format_resolution(f, "half_bit_resolution"),
-                     fmt(f.get("half_bit_crossing_frequency"), "cycles/px"),
-                     format_resolution(f, "frc50"), fmt(f.get("frc50_crossing_frequency"), "cycles/px"),
-                     f"{fmt(f.get('window'))}, box {_shape(box)}", notes or "-"])
+                     fmt(f.half_bit_crossing_frequency, "cycles/px"),
+                     format_resolution(f, "frc50"), fmt(f.frc50_crossing_frequency, "cycles/px"),
+                     f"{fmt(f.window)}, box {_shape(f.shape)}", notes or "-"])
     blocks.append(Table(["channel", "1/2-bit resolution", "1/2-bit crossing", "FRC 0.5 resolution",
                          "0.5 crossing", "window, region", "notes"], rows,
                         "Crossings (resolution = 1 / crossing frequency)", numeric=(1, 2, 3, 4)))
     return Section("frc", "Fourier ring correlation", blocks)
 
 
-def _block_from(md: Mapping[str, Any], ist: Any, key: str) -> tuple[Any, str]:
-    if isinstance(md.get(key), Mapping):
-        return md[key], "run_metadata.json"
-    if isinstance(ist, Mapping) and isinstance(ist.get(key), Mapping):
-        return ist[key], "intensity_stats.json"
-    return None, (f"not available (no {key} block in run_metadata.json or intensity_stats.json)")
+def _not_in_either(key: str) -> str:
+    return f"not available (no {key} block in run_metadata.json or intensity_stats.json)"
 
 
-def _label_vs_truth_section(md: Mapping[str, Any], ist: Any) -> Section:
-    lvt, src = _block_from(md, ist, "label_vs_truth_analysis")
+def _label_vs_truth_section(md: RunMetadata, ist: IntensityStats | None) -> Section:
+    """run_metadata.json's block first, else intensity_stats.json's (both record it)."""
+    lvt, src = md.label_vs_truth_analysis, "run_metadata.json"
+    if lvt is None and ist is not None and ist.label_vs_truth_analysis is not None:
+        lvt, src = ist.label_vs_truth_analysis, "intensity_stats.json"
     if lvt is None:
-        return Section("label-vs-truth", "Labels vs ground truth", [_missing(f"Labels vs truth {src}")])
-    verdict = str(lvt.get("verdict") or "n/a")
+        return Section("label-vs-truth", "Labels vs ground truth",
+                       [_missing(f"Labels vs truth {_not_in_either('label_vs_truth_analysis')}")])
+    verdict = lvt.verdict
     tone = "ok" if verdict.startswith("consistent") else ("warn" if verdict.startswith("undetermined")
-                                                           or verdict == "n/a" else "bad")
+                                                           else "bad")
     blocks: list = [Para(f"Verdict: {verdict}", tone)]
     items = []
-    for k, v in lvt.items():
-        if k in ("verdict",):
+    for k, v in lvt.dump().items():   # every recorded number, named as recorded
+        if k == "verdict":
             continue
         if k.endswith("_pct") and _is_num(v):
             text: str | Cell = fmt(v, "%")
@@ -326,25 +316,24 @@ def _label_vs_truth_section(md: Mapping[str, Any], ist: Any) -> Section:
     return Section("label-vs-truth", "Labels vs ground truth", blocks)
 
 
-def _training_labels_section(md: Mapping[str, Any], ist: Any) -> Section:
-    tl, src = _block_from(md, ist, "training_labels")
+def _training_labels_section(md: RunMetadata, ist: IntensityStats | None) -> Section:
+    tl, src = md.training_labels, "run_metadata.json"
+    if tl is None and ist is not None and ist.training_labels is not None:
+        tl, src = ist.training_labels, "intensity_stats.json"
     if tl is None:
-        return Section("training-labels", "Training labels", [_missing(f"Training labels {src}")])
+        return Section("training-labels", "Training labels",
+                       [_missing(f"Training labels {_not_in_either('training_labels')}")])
     rows = []
-    for name, s in tl.items():
-        if name == "missing" or not isinstance(s, Mapping):
-            continue
-        parts = [(name, s)]
-        if s.get("complex") or (s.get("mean") is None and isinstance(s.get("amplitude"), Mapping)):
-            parts = [(f"{name} |amplitude|", {**s, **s.get("amplitude", {})}),
-                     (f"{name} phase (rad)", {**s, **(s.get("phase") or {})})]
-        for label, st in parts:
-            nan = st.get("nan_count")
-            rows.append([label, _shape(st.get("shape")), fmt(st.get("dtype")), fmt(st.get("min")),
-                         fmt(st.get("max")), fmt(st.get("mean")), fmt(st.get("std")),
-                         Cell(fmt(nan), "bad") if _is_num(nan) and nan > 0 else fmt(nan),
-                         f"{fmt(st.get('finite_count'))} / {fmt(st.get('total_count'))}",
-                         fmt(st.get("note", ""))])
+    for name, st in tl.labels.items():
+        parts = [(name, st)]
+        if st.complex:
+            parts = [(f"{name} |amplitude|", st.amplitude), (f"{name} phase (rad)", st.phase)]
+        for label, vals in parts:
+            rows.append([label, _shape(st.shape), fmt(st.dtype),
+                         *(fmt(getattr(vals, k) if vals is not None else None)
+                           for k in ("min", "max", "mean", "std")),
+                         Cell(fmt(st.nan_count), "bad") if st.nan_count > 0 else fmt(st.nan_count),
+                         f"{fmt(st.finite_count)} / {fmt(st.total_count)}", fmt(st.note or "")])
     blocks: list = []
     if rows:
         blocks.append(Table(["label", "shape", "dtype", "min", "max", "mean", "std", "NaN",
@@ -353,8 +342,7 @@ def _training_labels_section(md: Mapping[str, Any], ist: Any) -> Section:
                             numeric=(3, 4, 5, 6, 7, 8)))
     else:
         blocks.append(_missing(f"not available (training_labels in {src} holds no label)"))
-    missing = tl.get("missing")
-    if isinstance(missing, Mapping) and missing:
+    if tl.missing:
         blocks.append(Table(["label not carried", "reason"],
-                            [[k, _value(v)] for k, v in missing.items()], "Missing labels"))
+                            [[k, _value(v)] for k, v in tl.missing.items()], "Missing labels"))
     return Section("training-labels", "Training labels", blocks)

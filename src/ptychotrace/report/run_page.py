@@ -6,20 +6,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..physics.stitching import COVERAGE_MIN_WEIGHT
+from ..records.comparison import COMPARISON_FILE, ComparisonRecord
+from ..records.history import (
+    HISTORY_FILE,
+    HISTORY_SUMMARY_FILE,
+    HistorySummary,
+    TrainingHistory,
+)
+from ..records.intensity_stats import INTENSITY_STATS_FILE, IntensityStats
+from ..records.run_metadata import RUN_METADATA_FILE, GeometryBlock, Provenance, RunMetadata
 from ..telemetry.stats import dig as _dig
 from .common import (
     AMP_UNIT,
     FAILURE_SECTION,
     PHASE_UNIT,
+    _absent,
     _auto,
     _Dir,
     _flatten,
     _is_num,
+    _length,
     _missing,
     _non_finite_note,
     _pct_of_fraction,
@@ -92,62 +102,63 @@ IMAGE_FILES = {
 }
 
 
-def _failure_section(md: Mapping[str, Any]) -> Section:
-    err = md.get("error") if isinstance(md.get("error"), Mapping) else {}
-    stage = md.get("failed_stage")
+def _failure_section(md: RunMetadata) -> Section:
+    err = md.error
+    stage = md.failed_stage
     head = (f"This run FAILED in stage {stage!r}" if stage else "This run FAILED") \
-        + f": {err.get('type') or 'error'}: {err.get('message') or 'no message recorded'}"
+        + f": {(err and err.type) or 'error'}: {(err and err.message) or 'no message recorded'}"
     blocks: list = [Para(head, "bad")]
-    if md.get("partial") or err.get("type") == "Incomplete":
+    if md.partial or (err is not None and err.type == "Incomplete"):
         blocks.append(Para("The record is partial: the run had not finished when it was written "
                            "(the process may have been killed). Numbers below are what it had "
                            "gathered by then.", "warn"))
     else:
         blocks.append(Para("Sections below show every block gathered before the failure.", "note"))
-    blocks.append(KeyValues([("status", _status_cell(md.get("status"))),
-                             ("failed stage", fmt(stage)), ("error type", fmt(err.get("type"))),
-                             ("message", fmt(err.get("message")))]))
-    if err.get("traceback"):
-        blocks.append(Details("traceback", [Pre(str(err["traceback"]))]))
+    blocks.append(KeyValues([("status", _status_cell(md.status)),
+                             ("failed stage", fmt(stage)),
+                             ("error type", fmt(err.type if err else None)),
+                             ("message", fmt(err.message if err else None))]))
+    if err is not None and err.traceback:
+        blocks.append(Details("traceback", [Pre(err.traceback)]))
     return Section(FAILURE_SECTION, "Run failed", blocks, tone="bad")
 
 
-def _overview_run(md: Mapping[str, Any], root: Path) -> Section:
+def _overview_run(md: RunMetadata, root: Path) -> Section:
     """Small tables side by side: run / timings / counts, then configuration / dose / provenance;
     notices and the collapsed full configuration below."""
     run_cards: list = [KeyValues([
-        ("scenario", fmt(md.get("scenario"))),
-        ("status", _status_cell(md.get("status"))),
-        ("started (UTC)", fmt(md.get("timestamp"))),
-        ("finished (UTC)", fmt(md.get("finished_at"))),
-        ("elapsed", _seconds(md.get("elapsed_seconds"))),
-        ("schema version", fmt(md.get("schema_version"))),
+        ("scenario", fmt(md.scenario)),
+        ("status", _status_cell(md.status)),
+        ("started (UTC)", fmt(md.timestamp)),
+        ("finished (UTC)", fmt(md.finished_at)),
+        ("elapsed", _seconds(md.elapsed_seconds)),
+        ("schema version", fmt(md.schema_version)),
         ("run directory", str(root)),
     ], caption="Run")]
     config_cards: list = []
     notes: list = []
     tail: list = []
     notes += _non_finite_note("run_metadata.json", md)
-    if md.get("artifacts_missing"):
+    if md.artifacts_missing:
         notes.append(Para("Artifacts listed in run_metadata.json but missing on disk: "
-                          + ", ".join(map(str, md["artifacts_missing"])), "warn"))
-    stages = md.get("stage_seconds")
-    if isinstance(stages, Mapping) and stages:
-        total = md.get("elapsed_seconds")
-        rows = [[name, _seconds(sec), _pct_of_fraction(sec / total)
-                 if _is_num(sec) and _is_num(total) and total > 0 else "n/a"]
-                for name, sec in stages.items()]
+                          + ", ".join(md.artifacts_missing), "warn"))
+    if md.stage_seconds:
+        total = md.elapsed_seconds
+        rows = [[name, _seconds(sec), _pct_of_fraction(sec / total) if total > 0 else "n/a"]
+                for name, sec in md.stage_seconds.items()]
         run_cards.append(Table(["stage", "time", "share of elapsed"], rows, "Stage timings",
                                numeric=(1, 2)))
     else:
         notes.append(_missing("Stage timings not available (no stage_seconds block in "
                               "run_metadata.json)"))
-    counts_src = md.get("counts") if isinstance(md.get("counts"), Mapping) else md
-    counts = [(k, fmt(counts_src.get(k), u)) for k, u in COUNT_KEYS if k in counts_src]
-    if counts:
-        run_cards.append(KeyValues(counts, caption="Counts"))
-    cfg = md.get("config")
-    if isinstance(cfg, Mapping) and cfg:
+    if md.counts is not None:
+        run_cards.append(KeyValues([(k, fmt(getattr(md.counts, k), u)) for k, u in COUNT_KEYS],
+                                   caption="Counts"))
+    else:
+        notes.append(_missing("Counts not available (no counts block in run_metadata.json)"))
+    cfg = md.config
+    if cfg:
+        # the resolved configuration is echoed as saved (free-form: any RunConfig version)
         flat = _flatten(cfg)
         key_items = []
         for path, label, unit in KEY_CONFIG:
@@ -160,46 +171,56 @@ def _overview_run(md: Mapping[str, Any], root: Path) -> Section:
                             [KeyValues([(k, _value(v)) for k, v in flat.items()])]))
     else:
         notes.append(_missing("Configuration not available (no config block in run_metadata.json)"))
-    dsi = md.get("dataset_scale_info")
-    if isinstance(dsi, Mapping):
+    if md.dataset_scale_info is not None:
         units = {"N": "px", "nphotons": "photons/pattern", "batch_mean_sum_intensity": "photons",
                  "dataset_scale": "sqrt(photons)", "fallback_scale": "sqrt(photons)"}
         config_cards.append(KeyValues([(k, fmt(v, units.get(k, "")) if _is_num(v) else _value(v))
-                                       for k, v in dsi.items()], caption="Dose (dataset) scale"))
-    prof = md.get("profile")
-    if isinstance(prof, Mapping):
-        items = [("profile", fmt(prof.get("name"))), ("active", fmt(prof.get("active"))),
-                 ("applied", _value(prof.get("applied")))]
-        skipped = prof.get("skipped")
-        if isinstance(skipped, Mapping):
-            items += [(f"skipped: {k}", _value(v)) for k, v in skipped.items()]
+                                       for k, v in md.dataset_scale_info.dump().items()],
+                                      caption="Dose (dataset) scale"))
+    if md.geometry is not None:
+        config_cards.append(_geometry_block(md.geometry))
+    prof = md.profile
+    if prof is not None:
+        items = [("profile", fmt(prof.name)), ("active", fmt(prof.active)),
+                 ("applied", _value(prof.applied))]
+        items += [(f"skipped: {k}", _value(v)) for k, v in prof.skipped.items()]
         config_cards.append(KeyValues(items, caption="Stable profile"))
-    prov = _provenance_block(md.get("provenance"))
+    prov = _provenance_block(md.provenance)
     (config_cards if isinstance(prov, KeyValues) else notes).append(prov)
-    if md.get("cli_args") is not None:
-        tail.append(Details("Command-line arguments", [Pre(_value(md["cli_args"]))]))
+    if md.cli_args is not None:
+        tail.append(Details("Command-line arguments", [Pre(_value(md.cli_args))]))
     blocks: list = [Group(run_cards)] + ([Group(config_cards)] if config_cards else [])
     return Section("overview", "Overview", blocks + notes + tail)
 
 
-def _provenance_block(prov: Any) -> KeyValues | Para:
-    if not isinstance(prov, Mapping):
+def _geometry_block(g: GeometryBlock) -> KeyValues:
+    """The physical geometry of a file-loaded run (lengths in metres shown in nm / µm / mm)."""
+    length = _length
+    items = [("source format", fmt(g.source_format)), ("source file", fmt(g.source_file)),
+             ("photon energy", fmt(g.photon_energy_eV, "eV")),
+             ("wavelength", length(g.wavelength_m)),
+             ("detector distance", length(g.detector_distance_m)),
+             ("detector pixel", length(g.detector_pixel_width_m)),
+             ("object pixel (x)", length(g.object_pixel_width_m)),
+             ("object pixel (y)", length(g.object_pixel_height_m))]
+    if g.missing:
+        items.append(("unknown (not in the file)", ", ".join(g.missing)))
+    return KeyValues(items, caption="Geometry (from the data file)")
+
+
+def _provenance_block(prov: Provenance | None) -> KeyValues | Para:
+    if prov is None:
         return _missing("Provenance not available (no provenance block in run_metadata.json)")
-    commit = prov.get("git_commit")
-    dirty = prov.get("git_dirty")
-    items = [("package version", fmt(prov.get("package_version"))),
+    commit = prov.git_commit
+    dirty = prov.git_dirty
+    items = [("package version", fmt(prov.package_version)),
              ("git commit", "n/a (not a git checkout)" if not commit else
               f"{commit}" + (" (uncommitted changes)" if dirty else " (clean)" if dirty is False
                              else ""))]
-    env = prov.get("environment")
-    if isinstance(env, Mapping):
-        items += [(f"environment: {k}", _value(v)) for k, v in env.items()]
-    seeds = prov.get("seeds")
-    if isinstance(seeds, Mapping):
-        items += [(f"seed: {k}", _value(v)) for k, v in seeds.items()]
-    src = prov.get("dataset_source")
-    if isinstance(src, Mapping):
-        items += [(f"dataset: {k}", _value(v)) for k, v in src.items()]
+    items += [(f"environment: {k}", _value(v)) for k, v in prov.environment.dump().items()]
+    items += [(f"seed: {k}", _value(v)) for k, v in prov.seeds.items()]
+    if prov.dataset_source is not None:
+        items += [(f"dataset: {k}", _value(v)) for k, v in prov.dataset_source.dump().items()]
     return KeyValues(items, caption="Provenance")
 
 
@@ -256,13 +277,12 @@ def _images_section(d: _Dir, pixel_size_m: float | None = None) -> Section:
     return Section("images", "Images", blocks)
 
 
-def _training_section(md: Mapping[str, Any], d: _Dir) -> Section:
+def _training_section(md: RunMetadata, d: _Dir) -> Section:
     facts: list = []  # small tables, side by side above the figure
     blocks: list = []
-    tr = md.get("training")
-    if isinstance(tr, Mapping):
+    if md.training is not None:
         items = []
-        for k, v in tr.items():
+        for k, v in md.training.dump().items():
             if isinstance(v, (Mapping, list)):
                 continue
             cell: str | Cell = _auto(k, v)
@@ -273,9 +293,9 @@ def _training_section(md: Mapping[str, Any], d: _Dir) -> Section:
     else:
         facts.append(_missing("Training summary not available (no training block in "
                                "run_metadata.json)"))
-    hist, why = d.json("train_outputs/history.json")
+    hist, why = d.record(TrainingHistory, HISTORY_FILE)
     if hist is None:
-        blocks.append(_missing(f"Training curves {why}"))
+        blocks.append(_absent("Training curves", why))
     else:
         png, notes = training_curves_png(hist)
         if png is None:
@@ -286,52 +306,43 @@ def _training_section(md: Mapping[str, Any], d: _Dir) -> Section:
                                  "training curves", name="training_curves.png"))
             for note in notes:
                 blocks.append(Para(note, "warn" if "non-finite" in note else "note"))
-    summ, why = d.json("train_outputs/history_summary.json")
-    per = summ.get("metrics", summ) if isinstance(summ, Mapping) else None
-    if isinstance(per, Mapping):
+    summ, why = d.record(HistorySummary, HISTORY_SUMMARY_FILE)
+    if summ is not None:
         rows = []
-        for name, s in per.items():
-            if not isinstance(s, Mapping) or name == "nan_overview":
-                continue
-            nan = Cell(f"yes (epoch {s.get('first_nan_epoch')}, step {s.get('first_nan_step')})",
-                       "bad") if s.get("has_nan") else Cell("no")
-            rows.append([name, fmt(s.get("count")), fmt(s.get("last")), fmt(s.get("min")),
-                         fmt(s.get("max")), nan])
+        for name, s in summ.metrics.items():
+            nan = Cell(f"yes (epoch {s.first_nan_epoch}, step {s.first_nan_step})", "bad") \
+                if s.has_nan else Cell("no")
+            rows.append([name, fmt(s.count), fmt(s.last), fmt(s.min), fmt(s.max), nan])
         if rows:
             facts.append(Table(["metric", "epochs", "last", "min", "max", "non-finite"], rows,
                                "History summary (train_outputs/history_summary.json)",
                                numeric=(1, 2, 3, 4)))
-    elif why:
-        facts.append(_missing(f"History summary {why}"))
+    else:
+        facts.append(_absent("History summary", why))
     return Section("training-curves", "Training curves", [Group(facts), *blocks])
 
 
-def _pixel_size_m(md: Mapping[str, Any]) -> float | None:
-    from ..records.run_metadata import GeometryBlock
-
-    geom = md.get("geometry")
-    return None if not geom else GeometryBlock.model_validate(geom).object_pixel_width_m
-
-
 def _run_document(d: _Dir) -> Document:
-    md = d.required("run_metadata.json")
-    cmp, cmp_why = d.json("comparison_metrics.json")
-    ist, ist_why = d.json("intensity_stats.json")
+    """Every record is read and validated once here; sections get typed records (None where an
+    optional file is absent, with the reason)."""
+    md = d.required_record(RunMetadata, RUN_METADATA_FILE)
+    cmp, cmp_why = d.record(ComparisonRecord, COMPARISON_FILE)
+    ist, ist_why = d.record(IntensityStats, INTENSITY_STATS_FILE)
     sections: list[Section] = []
-    if md.get("status") == "failed":
+    if md.status == "failed":
         sections.append(_failure_section(md))
+    px_m = md.geometry.object_pixel_width_m if md.geometry is not None else None
     sections += [
         _overview_run(md, d.root),
-        _images_section(d, _pixel_size_m(md)),
+        _images_section(d, px_m),
         _training_section(md, d),
-        _scale_chain_section(md, d, ist, ist_why),
+        _scale_chain_section(md, ist, ist_why),
         _metrics_section(cmp, cmp_why, md),
         _frc_section(cmp, cmp_why),
         _label_vs_truth_section(md, ist),
         _training_labels_section(md, ist),
     ]
-    scenario = md.get("scenario") or d.root.name
-    header = [("scenario", str(scenario)), ("status", str(md.get("status", "n/a"))),
-              ("started", str(md.get("timestamp", "n/a"))), ("directory", str(d.root)),
-              ("report generated", _utc_now())]
+    scenario = md.scenario or d.root.name
+    header = [("scenario", scenario), ("status", md.status), ("started", md.timestamp),
+              ("directory", str(d.root)), ("report generated", _utc_now())]
     return Document(f"Run report: {scenario}", "run", header, sections)

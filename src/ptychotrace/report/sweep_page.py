@@ -1,11 +1,17 @@
-"""The sweep directory's report (structure owned by the sweep command) and generic tables."""
+"""The sweep directory's report and generic tables.
+
+sweep_summary.json is validated once (records.SweepSummary); its content is then rendered
+generically (the sweep command owns its structure: a new block shows up by itself). The
+``.get`` calls below are those of the generic JSON-to-table renderer, on free-form values."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..telemetry.stats import dig as _dig
+from ..records.comparison import COMPARISON_FILE, ComparisonRecord
+from ..records.run_metadata import RUN_METADATA_FILE, RunMetadata
+from ..records.sweep import SWEEP_SUMMARY_FILE, SweepSummary
 from .common import _Dir, _flatten, _is_num, _missing, _seconds, _status_cell, _utc_now, _value, fmt
 from .html import (
     Cell,
@@ -90,25 +96,22 @@ def _png_figures(d: _Dir) -> list:
 
 
 def _sweep_document(d: _Dir) -> Document:
-    """sweep_summary.json rendered generically: its scalars (and lists of scalars) in the
-    overview, its lists/dicts of records as tables first under Summary, its other objects as
-    key/value tables side by side after them."""
-    summ = d.required("sweep_summary.json", object_only=False)
-    top = summ if isinstance(summ, Mapping) else {}
+    """sweep_summary.json, validated once (records.SweepSummary), rendered generically: its
+    scalars (and lists of scalars) in the overview, its lists/dicts of records as tables first
+    under Summary, its other objects as key/value tables side by side after them."""
+    summ = d.required_record(SweepSummary, SWEEP_SUMMARY_FILE)
     facts: list[tuple[str, str | Cell]] = []
     tables: list = []
     others: list = []
-    for k, v in top.items():
+    for k, v in summ.dump().items():
         if k.split(".")[-1] == "status":
             facts.append((k, _status_cell(v)))
         elif not isinstance(v, (Mapping, list)) or (isinstance(v, list) and not _is_records(v)):
             facts.append((k, fmt(v) if _is_num(v) or v is None else (_value(v) if v != [] else "none")))
-        else:
+        elif v:
             blocks = _generic_blocks(v, k)
             (tables if isinstance(blocks[0], Table) else others).extend(blocks)
     overview: list = [KeyValues(facts + [("directory", str(d.root))], caption="Sweep")]
-    if not isinstance(summ, Mapping):
-        tables = _generic_blocks(summ, "sweep_summary.json")
     summary = tables + ([Group(others)] if others else [])
     if not summary:
         summary = [_missing("not available (sweep_summary.json holds no table or nested block)")]
@@ -119,14 +122,17 @@ def _sweep_document(d: _Dir) -> Document:
                     for p in d.root.glob(pattern)})
     for sub in found:
         sub_dir = _Dir(sub)
-        md, _ = sub_dir.json("run_metadata.json")
-        cmp, _ = sub_dir.json("comparison_metrics.json")
+        md, why = sub_dir.record(RunMetadata, RUN_METADATA_FILE)
+        cmp, _ = sub_dir.record(ComparisonRecord, COMPARISON_FILE)
         report = sub / "report.html"
         rel = sub.relative_to(d.root).as_posix()
-        runs.append([rel, fmt(_dig(md, "scenario")), _status_cell(_dig(md, "status"))
-                     if md is not None else Cell("unreadable run_metadata.json", "bad"),
-                     _seconds(_dig(md, "elapsed_seconds")),
-                     fmt(_dig(cmp, "amplitude", "pearson_r")), fmt(_dig(cmp, "phase", "pearson_r")),
+        status = _status_cell(md.status) if md is not None else Cell(
+            "unreadable run_metadata.json" if "not a valid" not in str(why)
+            else "run_metadata.json does not match its schema", "bad")
+        runs.append([rel, fmt(md.scenario if md else None), status,
+                     _seconds(md.elapsed_seconds if md else None),
+                     fmt(cmp.amplitude.pearson_r if cmp else None),
+                     fmt(cmp.phase.pearson_r if cmp else None),
                      f"{rel}/report.html" if report.is_file() else "not generated"])
     run_blocks: list = [Table(["directory", "scenario", "status", "elapsed", "amplitude Pearson r",
                                "phase Pearson r", "report"], runs, "Run directories in the sweep",

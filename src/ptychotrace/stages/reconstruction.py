@@ -115,8 +115,7 @@ def write_truth_comparison(out_dir: Path, amplitude: np.ndarray, phase: np.ndarr
     if png is not None:
         write_bytes(out_dir / "comparison.png", png)
         names.append("comparison.png")
-    frc = frc_png({ch: (getattr(comparison, ch).frc.dump() if getattr(comparison, ch).frc
-                        else None) for ch in ("amplitude", "phase")})
+    frc = frc_png({ch: comparison.channel(ch).frc for ch in ("amplitude", "phase")})
     if frc is not None:
         write_bytes(out_dir / "frc.png", frc)
         names.append("frc.png")
