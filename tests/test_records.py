@@ -87,3 +87,32 @@ def test_wrap_tokens_breaks_only_between_name_value_pairs():
         # no line is over the width unless it holds a single token longer than the width
         assert all(len(line) <= width or len(line.strip().split("  ")) == 1 for line in lines)
     assert wrap_tokens(tokens, 200) == "  ".join(tokens)
+
+
+def test_producers_write_what_the_report_records_declare(tmp_path):
+    """intensity_stats.json (build_intensity_stats), history*.json (train.history.History) and
+    the label blocks validate against their records; a renamed stage statistic fails."""
+    from ptychotrace.records import HistorySummary, IntensityStats, TrainingHistory
+    from ptychotrace.telemetry import array_stats, build_intensity_stats, label_vs_truth
+    from ptychotrace.telemetry.scale_chain import record_training_label_stats
+    from ptychotrace.train.history import History
+
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 8, 8))
+    labels = record_training_label_stats({"X": x, "Y_amp": x, "Y": x * np.exp(0.1j)})
+    ist = build_intensity_stats(
+        [{"name": "raw_diffraction", "source": "s", "stats": array_stats(x), "metadata": {}},
+         {"name": "container_X", "source": "s", "stats": array_stats(x), "metadata": {}}],
+        normalize_gain=0.5, training_labels=labels,
+        label_vs_truth_analysis=label_vs_truth(labels, 0.5))
+    rec = IntensityStats.parse(ist)
+    assert set(rec.training_labels.labels) == {"X", "Y_amp", "Y"}
+    assert rec.training_labels.labels["Y"].complex and rec.training_labels.labels["Y"].phase
+    assert rec.label_vs_truth_analysis.verdict.startswith(("consistent", "inconsistent"))
+    ist["training_labels"]["X"]["average"] = ist["training_labels"]["X"].pop("mean")
+    with pytest.raises(RecordError, match="label X"):
+        IntensityStats.parse(ist)
+    hist = History()
+    hist.append(1, 4, {"loss": 1.0, "val_loss": float("nan")})
+    assert TrainingHistory.parse(hist.to_dict()).metrics["val_loss"] == [None]
+    assert HistorySummary.parse(hist.summary()).metrics["val_loss"].has_nan

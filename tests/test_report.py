@@ -405,6 +405,17 @@ def test_analyze_report(tmp_path):
     assert s["diagnosis"]["line"] in text      # the analyzer's one-line verdict
     assert "bias_summary.png" in text
     assert "(bias_summary.png)" in result.markdown.read_text()
+    # the report's view of the file uses the analyzer's own field names; a rename fails loudly
+    from ptychotrace.analysis.records import BiasSummary
+    from ptychotrace.records.bias import AnalysisSummary
+
+    assert set(AnalysisSummary.model_fields) <= set(BiasSummary.model_fields)
+    bs = json.loads((tmp_path / "analysis" / "bias_summary.json").read_text())
+    bs["scenarios"]["gs1"]["training_nan"]["nan"] = bs["scenarios"]["gs1"]["training_nan"].pop(
+        "any_nan")
+    write_json(tmp_path / "analysis" / "bias_summary.json", bs)
+    with pytest.raises(ReportInputError, match=r"scenarios\.gs1\.training_nan\.any_nan"):
+        build_report(tmp_path / "analysis", force=True)
 
 
 # ------------------------------------------------------------------------------ real browser
@@ -465,3 +476,32 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     non_white = np.mean(np.any(img < 0.9, axis=-1))
     assert non_white > 0.03, f"screenshot looks blank ({non_white:.3%} non-white pixels)"
     assert float(img.std()) > 0.05
+
+
+# ------------------------------------------------------------------- a real (tiny) pipeline run
+def test_report_of_a_real_tiny_run_validates_every_record(tmp_path):
+    """The producers' own files (runner, recorder, trainer, evaluation) pass the report's typed
+    records: no section says a file does not match its schema, none is missing."""
+    from ptychotrace.config import resolve_scenario
+    from ptychotrace.scenarios.runner import RunRequest, run_scenario
+
+    tiny = {"simulation.N": 32, "simulation.object_size": 64, "simulation.base_total_images": 24,
+            "simulation.buffer": 8.0, "grouping.group_count": 8, "training.nepochs": 1,
+            "training.batch_size": 8, "inference.stitch_window": 12}
+    cfg, profile, warnings = resolve_scenario("gs1_ideal", tiny)
+    out = tmp_path / "run"
+    run_scenario(RunRequest(config=cfg, output_dir=out, profile=profile, warnings=warnings,
+                            progress=False))
+    text = html.unescape(build_report(out).html.read_text())
+    assert "not a valid" not in text
+    assert "not available (file" not in text
+    assert _section_ids(text) == list(RUN_SECTIONS)
+    assert "scale bar" not in text        # a simulation: object pixels, no physical size
+    # a run that failed before training: the partial record validates and says what is missing
+    failed = tmp_path / "failed"
+    with pytest.raises(RuntimeError, match="injected"):
+        run_scenario(RunRequest(config=cfg, output_dir=failed, profile=profile, progress=False,
+                                faults={"fail_stage": "train"}))
+    text = html.unescape(build_report(failed).html.read_text())
+    assert "not a valid" not in text and _section_ids(text) == [FAILURE_SECTION, *RUN_SECTIONS]
+    assert "This run FAILED in stage 'train'" in text

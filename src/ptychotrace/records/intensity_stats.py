@@ -91,7 +91,9 @@ class IntensityScale(Block):
     fallback: float | None
     used_mode: str | None
     used_value: float | None
-    recorded_in_checkpoint: bool | None
+    # the helper's docstring says a flag, but the runner passes the checkpoint's recorded dose
+    # scale (sqrt(photons)) here: both shapes occur in real run directories
+    recorded_in_checkpoint: bool | float | None
     model_value: float | None
     delta: float | None
     ratio: float | None
@@ -124,12 +126,27 @@ class TrainingLabels(Block):
 
 class LabelVsTruth(Block):
     """Block ``label_vs_truth_analysis`` (telemetry.scale_chain.label_vs_truth): label means
-    against the ground-truth amplitude mean, their gap in % and the verdict."""
+    against the ground-truth amplitude mean, their gap in % and the verdict. A run without a
+    ground truth records ``verdict`` None and the ``reason``; otherwise the gap, the tolerance
+    and the truth's mean are required (null when not computable)."""
 
-    verdict: str
-    amplitude_gap_pct: float | None
-    tolerance: float
-    ground_truth_amp_mean: float | None
+    verdict: str | None
+    reason: str | None = None
+    amplitude_gap_pct: float | None = None
+    tolerance: float | None = None
+    ground_truth_amp_mean: float | None = None
+
+    @model_validator(mode="after")
+    def _judged_or_why_not(self) -> LabelVsTruth:
+        if self.verdict is None:
+            if not self.reason:
+                raise ValueError("a label_vs_truth_analysis without a verdict needs a reason")
+        else:
+            lacking = [k for k in ("amplitude_gap_pct", "tolerance", "ground_truth_amp_mean")
+                       if k not in self.model_fields_set]
+            if lacking:
+                raise ValueError(f"a verdict needs {', '.join(lacking)}")
+        return self
 
 
 class IntensityStats(Record):

@@ -17,11 +17,17 @@ Modules: common.py (kinds, formatting, reading a directory), run_page.py and run
 run's sections), sweep_page.py, analyze_page.py, figures.py (the one image writer and the
 curves), html.py (the document model and its HTML / Markdown rendering).
 
-Only the marker file is required. Any other file that is missing or malformed turns the part of
-the report that needs it into "not available (file X missing)" (or "... is not valid JSON"), and
-a missing block inside a file into "not available (no <block> block in <file>)"; nothing crashes.
-A directory of none of the three kinds is a :class:`ReportInputError` naming the marker files.
-An existing report is never replaced unless ``force``.
+Every file is read once and validated against its typed record (records/: RunMetadata,
+ComparisonRecord, IntensityStats, TrainingHistory / HistorySummary, SweepSummary,
+records.bias.AnalysisSummary); sections get attributes, never ``.get`` chains, so a producer that
+renames or drops a required field fails loudly instead of rendering "n/a". Only the marker file
+is required: when it does not validate the report is refused (:class:`ReportInputError` naming
+the file and the fields). Any other file that is missing turns the part of the report that needs
+it into "not available (file X missing)"; one that is not JSON or does not match its record into
+a red "not available (X: not a valid <Record>: <field>: <why>)". Optional blocks (no ground
+truth, no geometry, no training labels) are ``None`` by type and say "not available (no <block>
+block in <file>)". A directory of none of the three kinds is a :class:`ReportInputError` naming
+the marker files. An existing report is never replaced unless ``force``.
 """
 
 from __future__ import annotations

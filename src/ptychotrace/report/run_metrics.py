@@ -295,9 +295,9 @@ def _label_vs_truth_section(md: RunMetadata, ist: IntensityStats | None) -> Sect
     if lvt is None:
         return Section("label-vs-truth", "Labels vs ground truth",
                        [_missing(f"Labels vs truth {_not_in_either('label_vs_truth_analysis')}")])
-    verdict = lvt.verdict
-    tone = "ok" if verdict.startswith("consistent") else ("warn" if verdict.startswith("undetermined")
-                                                           else "bad")
+    verdict = lvt.verdict or (f"n/a ({lvt.reason})" if lvt.reason else "n/a")
+    tone = "ok" if verdict.startswith("consistent") else (
+        "warn" if verdict.startswith(("undetermined", "n/a")) else "bad")
     blocks: list = [Para(f"Verdict: {verdict}", tone)]
     items = []
     for k, v in lvt.dump().items():   # every recorded number, named as recorded
