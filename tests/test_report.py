@@ -505,3 +505,71 @@ def test_report_of_a_real_tiny_run_validates_every_record(tmp_path):
     text = html.unescape(build_report(failed).html.read_text())
     assert "not a valid" not in text and _section_ids(text) == [FAILURE_SECTION, *RUN_SECTIONS]
     assert "This run FAILED in stage 'train'" in text
+
+
+def test_run_without_ground_truth_shows_reconstruction_probe_scan_and_consistency(tmp_path):
+    """Own data without a truth (issue #13): no comparison file; the report shows what the run
+    records instead (records built from their models), and the geometry card."""
+    from ptychotrace.evaluate.consistency import (
+        CONSISTENCY_DIR,
+        CONSISTENCY_JSON,
+        NORMALISATION,
+        ConsistencyRecord,
+        DevianceSummary,
+        PhotonCheck,
+    )
+    from ptychotrace.records.comparison import (
+        ComparisonHeadline,
+        DetectorMask,
+        NoTruthProbe,
+        NoTruthReconstruction,
+        NoTruthScan,
+        NoTruthStats,
+    )
+    from ptychotrace.records.run_metadata import GeometryBlock
+
+    stats = NoTruthStats(mean=1.0, std=0.1, min=0.5, max=1.5)
+    head = ComparisonHeadline(
+        available=False, reason="no ground truth: the data file holds no object",
+        reconstruction=NoTruthReconstruction(shape=[64, 64], coverage_fraction=0.5,
+                                             amplitude_covered=stats, phase_covered_rad=stats,
+                                             field_of_view=["3.2 um", "3.2 um"],
+                                             object_pixel="50 nm"),
+        probe=NoTruthProbe(energy_photons=1e6, shape=[32, 32], width="1.6 um"),
+        scan=NoTruthScan(positions=40, train=20, test=20, extent_px_xy=[30.0, 30.0],
+                         median_step_px=5.0, extent=["1.5 um", "1.5 um"], median_step="250 nm"),
+        detector_mask=DetectorMask(masked_fraction=0.02))
+    meta = ex.run_metadata(prediction_scale=None, label_vs_truth_analysis=(
+        LabelVsTruth(verdict=None, reason="no ground truth")),
+        geometry=GeometryBlock(source_format="cxi", photon_energy_eV=8000.0,
+                               detector_distance_m=2.0, object_pixel_width_m=50e-9,
+                               object_pixel_height_m=50e-9))
+    meta.comparison = head     # the no-truth block replaces the comparison headline
+    root = tmp_path / "own"
+    meta.write(root / RUN_METADATA_FILE)
+    dev = DevianceSummary(n_patterns=20, n_valid_pixels=1000, normalised_median=1.234,
+                          normalised_p90=2.0, normalised_aggregate=1.3, z_aggregate=3.0,
+                          deviance_per_pixel_median=1.0, expected_per_pixel_median=1.0,
+                          fraction_beyond_bound=0.05, relative_misfit_median=0.01,
+                          photons_measured_mean=1e6, photons_predicted_mean=1e6,
+                          non_finite_patterns=0)
+    cons = ConsistencyRecord(normalisation=NORMALISATION, final=dev, network_only=None, truth=None,
+                             photons=PhotonCheck(
+                                 nominal=1e6, measured_train=1e6, measured_test=1e6,
+                                 predicted_train=None, predicted_test=None,
+                                 measured_over_nominal=1.0, measured_over_predicted=None,
+                                 test_over_train_measured=1.0, test_over_train_predicted=None,
+                                 parity_deviation_from_predicted_pct=None,
+                                 probe_energy_photons=1e6, measured_over_probe_energy=1.0),
+                             positions=None, model_output=None, valid_pixels=1000,
+                             detector_pixels=1024)
+    write_json(root / CONSISTENCY_DIR / CONSISTENCY_JSON, cons.model_dump(mode="json"))
+    text = html.unescape(build_report(root).html.read_text())
+    assert _section_ids(text) == list(RUN_SECTIONS) and "not a valid" not in text
+    for phrase in ("No comparison: no ground truth: the data file holds no object.",
+                   "FRC not available (no ground truth", "3.2 um x 3.2 um", "50 nm",
+                   "40 (train 20, test 20)", "250 nm", "Verdict: n/a (no ground truth)",
+                   "Geometry (from the data file)", "8000 eV", "2 m",
+                   "Normalised Poisson deviance", fmt(1.234), "1000 of 1024"):
+        assert phrase in text, phrase
+    assert "Metrics not available (file comparison_metrics.json missing)" not in text

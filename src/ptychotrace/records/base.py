@@ -33,6 +33,11 @@ class Block(BaseModel):
         """Plain JSON-ready dict (enums as values; NaN is left to the writer to turn into null)."""
         return self.model_dump(mode="json")
 
+    def recorded(self) -> dict[str, Any]:
+        """The fields as the file held them (JSON-ready; defaults it did not write left out):
+        for readers that show a block generically."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
     def note_for(self, key: str) -> str | None:
         """The ``<key>_note`` sibling (why ``key`` is null), if any."""
         extra = self.model_extra or {}

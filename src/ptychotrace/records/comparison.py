@@ -253,6 +253,47 @@ class ChannelHeadline(Block):
                    output_range_check=ch.output_range_check, frc=frc)
 
 
+class NoTruthStats(Block):
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+
+
+class NoTruthReconstruction(Block):
+    """The stitched reconstruction of a run without a truth (scenarios/no_truth.py). Lengths are
+    text with their unit (nm / um where the geometry is known, px otherwise)."""
+
+    shape: list[int]
+    coverage_fraction: float
+    amplitude_covered: NoTruthStats
+    phase_covered_rad: NoTruthStats
+    field_of_view: list[str]
+    object_pixel: str | None
+
+
+class NoTruthProbe(Block):
+    energy_photons: float
+    shape: list[int]
+    scaling: dict[str, Any] | None = None
+    modes_in_file: int | None = None
+    width: str
+
+
+class NoTruthScan(Block):
+    positions: int
+    train: int
+    test: int
+    extent_px_xy: list[float]
+    median_step_px: float | None
+    extent: list[str]
+    median_step: str | None
+
+
+class DetectorMask(Block):
+    masked_fraction: float
+
+
 class ComparisonHeadline(Block):
     """run_metadata.json ``comparison``: the headline of comparison_metrics.json plus its path.
     Own data without a ground truth: ``available`` False, ``reason`` says why, no metrics (the
@@ -267,3 +308,9 @@ class ComparisonHeadline(Block):
     registration: Registration | None = None
     coverage_fraction: float | None = None
     evaluation_region: EvaluationRegion | None = None
+    # own data without a ground truth (available False): what can be known without one
+    reconstruction: NoTruthReconstruction | None = None
+    probe: NoTruthProbe | None = None
+    scan: NoTruthScan | None = None
+    detector_mask: DetectorMask | None = None
+    product_file: str | None = None

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from ..format import format_value
-from ..records.base import Block, Record, RecordError
+from ..records.base import Block, Record, RecordError, describe_validation_error
 from .figures import PNG_SIGNATURE
 from .html import (
     Cell,
@@ -23,7 +24,7 @@ from .html import (
 MARKERS = {"run_metadata.json": "run", "sweep_summary.json": "sweep", "bias_summary.json": "analyze"}
 #: Section ids (stable: links and tests use them), in page order.
 RUN_SECTIONS = ("overview", "images", "training-curves", "scale-chain", "metrics", "frc",
-                "label-vs-truth", "training-labels")
+                "data-consistency", "label-vs-truth", "training-labels")
 #: Only present (first) when the run's status is "failed".
 FAILURE_SECTION = "failure"
 SWEEP_SECTIONS = ("overview", "summary", "figures", "runs")
@@ -33,6 +34,7 @@ AMP_UNIT = "object amplitude units"
 #: Words in a "not available" reason when a file does not match its record (Record.parse).
 SCHEMA_MISMATCH = ": not a valid "
 R = TypeVar("R", bound=Record)
+M = TypeVar("M", bound=BaseModel)
 PHASE_UNIT = "rad"
 
 
@@ -190,16 +192,22 @@ class _Dir:
             return None, f"not available (file {rel} does not hold a JSON object)"
         return data, None
 
-    def record(self, cls: type[R], rel: str) -> tuple[R | None, str | None]:
-        """The typed record in ``rel``, validated once, or (None, why it is not available):
-        missing, not JSON, or not matching its schema (the failing fields named)."""
+    def record(self, cls: type[M], rel: str) -> tuple[M | None, str | None]:
+        """The typed record in ``rel`` (a records.Record, or any pydantic model such as the
+        consistency record), validated once, or (None, why it is not available): missing, not
+        JSON, or not matching its schema (the failing fields named)."""
         data, why = self.json(rel)
         if why:
             return None, why
         try:
-            return cls.parse(data, source=rel), None
+            if issubclass(cls, Record):
+                return cls.parse(data, source=rel), None
+            return cls.model_validate(data), None
         except RecordError as exc:
             return None, f"not available ({exc})"
+        except ValidationError as exc:
+            return None, (f"not available ({rel}{SCHEMA_MISMATCH}{cls.__name__}: "
+                          f"{describe_validation_error(exc)})")
 
     def required_record(self, cls: type[R], rel: str) -> R:
         """The marker file's typed record; ReportInputError naming the file and fields."""

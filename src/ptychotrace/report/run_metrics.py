@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..evaluate.consistency import CONSISTENCY_DIR, CONSISTENCY_JSON, ConsistencyRecord
 from ..format import format_resolution
-from ..records.comparison import ChannelMetrics, ComparisonRecord, Frc
+from ..records.comparison import ChannelMetrics, ComparisonHeadline, ComparisonRecord, Frc
 from ..records.intensity_stats import IntensityStats
 from ..records.run_metadata import RunMetadata
 from ..telemetry.scale_chain import RATIO_DEFS
@@ -148,7 +149,7 @@ def _scale_chain_blocks(ist: IntensityStats) -> tuple[list, list]:
     small.append(KeyValues(items, caption="Chain"))
     if ist.intensity_scale is not None:
         small.append(KeyValues([(k, fmt(v, "sqrt(photons)") if _is_num(v) and k != "ratio"
-                                 else _value(v)) for k, v in ist.intensity_scale.dump().items()],
+                                 else _value(v)) for k, v in ist.intensity_scale.recorded().items()],
                                caption="Intensity (dose) scale: used vs held by the model"))
     return blocks, small
 
@@ -208,12 +209,54 @@ def _metric_rows() -> list[tuple[str, Callable[[Any, str], str]]]:
     ]
 
 
+def _no_truth_blocks(head: ComparisonHeadline) -> list:
+    """What a run without a ground truth records instead of metrics (scenarios/no_truth.py):
+    the reconstruction, the probe, the scan and the detector mask, lengths in nm / µm where the
+    geometry is known."""
+    cards: list = []
+    r = head.reconstruction
+    if r is not None:
+        a, ph = r.amplitude_covered, r.phase_covered_rad
+        cards.append(KeyValues([
+            ("stitched shape", _shape(r.shape)), ("coverage", _pct_of_fraction(r.coverage_fraction)),
+            ("field of view", " x ".join(r.field_of_view)),
+            ("object pixel", r.object_pixel or "unknown (positions in object pixels)"),
+            ("amplitude mean / std", f"{fmt(a.mean)} / {fmt(a.std)}"),
+            ("amplitude min / max", f"{fmt(a.min)} / {fmt(a.max)}"),
+            ("phase mean / std", f"{fmt(ph.mean, PHASE_UNIT)} / {fmt(ph.std, PHASE_UNIT)}"),
+        ], caption="Reconstruction (covered region)"))
+    p = head.probe
+    if p is not None:
+        sc = p.scaling or {}   # free-form: the loader's record of how the probe was scaled
+        cards.append(KeyValues([
+            ("energy", fmt(p.energy_photons, "photons")), ("shape", _shape(p.shape)),
+            ("width", p.width), ("modes in the file", fmt(p.modes_in_file)),
+            ("scale", _value(sc) if sc else "as in the file")], caption="Probe"))
+    sc_ = head.scan
+    if sc_ is not None:
+        cards.append(KeyValues([
+            ("positions", f"{sc_.positions} (train {sc_.train}, test {sc_.test})"),
+            ("extent (x, y)", " x ".join(sc_.extent)),
+            ("median step", sc_.median_step or "n/a")], caption="Scan"))
+    if head.detector_mask is not None:
+        cards.append(KeyValues([("masked detector pixels",
+                                 _pct_of_fraction(head.detector_mask.masked_fraction))],
+                               caption="Detector"))
+    blocks: list = [Group(cards)] if cards else []
+    if head.product_file:
+        blocks.append(Para(f"Reconstruction written as a ptychodus product: {head.product_file}",
+                           "note"))
+    return blocks
+
+
 def _metrics_section(cmp: ComparisonRecord | None, why: str | None, md: RunMetadata) -> Section:
+    head = md.comparison
+    if cmp is None and head is not None and not head.available:   # data without a ground truth
+        blocks: list = [Para(f"No comparison: {head.reason}. The data-consistency section says "
+                             "how well the reconstruction explains the measured counts.", "note")]
+        return Section("metrics", "Metrics", blocks + _no_truth_blocks(head))
     if cmp is None:
-        blocks: list = [_absent("Metrics", why)]
-        if md.comparison is not None and not md.comparison.available:   # data without a truth
-            blocks.append(Para(f"No comparison: {md.comparison.reason}.", "note"))
-        return Section("metrics", "Metrics", blocks)
+        return Section("metrics", "Metrics", [_absent("Metrics", why)])
     blocks = []
     full = cmp.full_canvas
     columns = [("amplitude", "covered region", cmp.amplitude, AMP_UNIT),
@@ -236,10 +279,10 @@ def _metrics_section(cmp: ComparisonRecord | None, why: str | None, md: RunMetad
                        "phase offset removal; resolutions in pixels. '-' = reported on the covered "
                        "region only.", "note"))
     blocks += _non_finite_note("comparison_metrics.json", cmp)
-    frame: list = [KeyValues([(k, _value(v)) for k, v in cmp.prediction_scale.dump().items()],
+    frame: list = [KeyValues([(k, _value(v)) for k, v in cmp.prediction_scale.recorded().items()],
                              caption="Prediction scale (amplitude, before the metrics)")]
     items = []
-    for k, v in cmp.registration.dump().items():
+    for k, v in cmp.registration.recorded().items():
         unit = "px" if k.endswith("_px") else ""
         items.append((k, ", ".join(fmt(x, unit) for x in v) if isinstance(v, list)
                       else fmt(v, unit) if _is_num(v) else _value(v)))
@@ -283,6 +326,50 @@ def _frc_section(cmp: ComparisonRecord | None, why: str | None) -> Section:
     return Section("frc", "Fourier ring correlation", blocks)
 
 
+CONSISTENCY_FILE = f"{CONSISTENCY_DIR}/{CONSISTENCY_JSON}"
+
+
+def _consistency_section(cons: ConsistencyRecord | None, why: str | None) -> Section:
+    """How well each reconstruction explains the measured counts (evaluate/consistency.py):
+    the normalised Poisson deviance D/E per pattern (~1 when consistent, at any dose)."""
+    title = "Data consistency"
+    if cons is None:
+        return Section("data-consistency", title, [_absent("Data consistency", why)])
+    scored = [(label, s) for label, s in (("final reconstruction", cons.final),
+                                          ("network only (before refinement)", cons.network_only),
+                                          ("ground truth", cons.truth))]
+    bound = next((s.z_bound for _, s in scored if s is not None), None)
+    rows = []
+    for label, s in scored:
+        if s is None:
+            rows.append([label, *(["n/a"] * 7), "not scored"])
+            continue
+        rows.append([label, fmt(s.n_patterns), fmt(s.normalised_median), fmt(s.normalised_p90),
+                     fmt(s.z_aggregate), _pct_of_fraction(s.fraction_beyond_bound),
+                     _pct_of_fraction(s.relative_misfit_median), fmt(s.explained_vs_flat),
+                     s.table or "-"])
+    blocks: list = [Table(["reconstruction", "patterns", "median D/E", "p90 D/E", "z aggregate",
+                           f"patterns beyond z > {fmt(bound)}", "median relative misfit",
+                           "explained vs flat object", "per-pattern table"], rows,
+                          f"Normalised Poisson deviance of the measured counts ({CONSISTENCY_FILE})",
+                          numeric=(1, 2, 3, 4, 5, 6, 7)),
+                    Para(cons.normalisation, "note")]
+    ph = cons.photons
+    blocks.append(Group([
+        KeyValues([("nominal", fmt(ph.nominal, "photons/pattern")),
+                   ("measured train / test", f"{fmt(ph.measured_train)} / {fmt(ph.measured_test)}"),
+                   ("predicted train / test",
+                    f"{fmt(ph.predicted_train)} / {fmt(ph.predicted_test)}"),
+                   ("measured / predicted", fmt(ph.measured_over_predicted)),
+                   ("probe energy", fmt(ph.probe_energy_photons, "photons")),
+                   ("measured / probe energy", fmt(ph.measured_over_probe_energy))],
+                  caption="Photons per pattern"),
+        KeyValues([("valid detector pixels", f"{cons.valid_pixels} of {cons.detector_pixels}")],
+                  caption="Detector")]))
+    blocks += [Para(n, "note") for n in cons.notes]
+    return Section("data-consistency", title, blocks)
+
+
 def _not_in_either(key: str) -> str:
     return f"not available (no {key} block in run_metadata.json or intensity_stats.json)"
 
@@ -300,7 +387,7 @@ def _label_vs_truth_section(md: RunMetadata, ist: IntensityStats | None) -> Sect
         "warn" if verdict.startswith(("undetermined", "n/a")) else "bad")
     blocks: list = [Para(f"Verdict: {verdict}", tone)]
     items = []
-    for k, v in lvt.dump().items():   # every recorded number, named as recorded
+    for k, v in lvt.recorded().items():   # every recorded number, named as recorded
         if k == "verdict":
             continue
         if k.endswith("_pct") and _is_num(v):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluate.consistency import ConsistencyRecord
 from ..physics.stitching import COVERAGE_MIN_WEIGHT
 from ..records.comparison import COMPARISON_FILE, ComparisonRecord
 from ..records.history import (
@@ -54,6 +55,8 @@ from .html import (
     Table,
 )
 from .run_metrics import (
+    CONSISTENCY_FILE,
+    _consistency_section,
     _frc_section,
     _label_vs_truth_section,
     _metrics_section,
@@ -175,7 +178,7 @@ def _overview_run(md: RunMetadata, root: Path) -> Section:
         units = {"N": "px", "nphotons": "photons/pattern", "batch_mean_sum_intensity": "photons",
                  "dataset_scale": "sqrt(photons)", "fallback_scale": "sqrt(photons)"}
         config_cards.append(KeyValues([(k, fmt(v, units.get(k, "")) if _is_num(v) else _value(v))
-                                       for k, v in md.dataset_scale_info.dump().items()],
+                                       for k, v in md.dataset_scale_info.recorded().items()],
                                       caption="Dose (dataset) scale"))
     if md.geometry is not None:
         config_cards.append(_geometry_block(md.geometry))
@@ -217,10 +220,10 @@ def _provenance_block(prov: Provenance | None) -> KeyValues | Para:
              ("git commit", "n/a (not a git checkout)" if not commit else
               f"{commit}" + (" (uncommitted changes)" if dirty else " (clean)" if dirty is False
                              else ""))]
-    items += [(f"environment: {k}", _value(v)) for k, v in prov.environment.dump().items()]
+    items += [(f"environment: {k}", _value(v)) for k, v in prov.environment.recorded().items()]
     items += [(f"seed: {k}", _value(v)) for k, v in prov.seeds.items()]
     if prov.dataset_source is not None:
-        items += [(f"dataset: {k}", _value(v)) for k, v in prov.dataset_source.dump().items()]
+        items += [(f"dataset: {k}", _value(v)) for k, v in prov.dataset_source.recorded().items()]
     return KeyValues(items, caption="Provenance")
 
 
@@ -282,7 +285,7 @@ def _training_section(md: RunMetadata, d: _Dir) -> Section:
     blocks: list = []
     if md.training is not None:
         items = []
-        for k, v in md.training.dump().items():
+        for k, v in md.training.recorded().items():
             if isinstance(v, (Mapping, list)):
                 continue
             cell: str | Cell = _auto(k, v)
@@ -328,6 +331,9 @@ def _run_document(d: _Dir) -> Document:
     md = d.required_record(RunMetadata, RUN_METADATA_FILE)
     cmp, cmp_why = d.record(ComparisonRecord, COMPARISON_FILE)
     ist, ist_why = d.record(IntensityStats, INTENSITY_STATS_FILE)
+    cons, cons_why = d.record(ConsistencyRecord, CONSISTENCY_FILE)
+    if cmp is None and md.comparison is not None and not md.comparison.available:
+        cmp_why = f"not available ({md.comparison.reason})"   # data without a ground truth
     sections: list[Section] = []
     if md.status == "failed":
         sections.append(_failure_section(md))
@@ -339,6 +345,7 @@ def _run_document(d: _Dir) -> Document:
         _scale_chain_section(md, ist, ist_why),
         _metrics_section(cmp, cmp_why, md),
         _frc_section(cmp, cmp_why),
+        _consistency_section(cons, cons_why),
         _label_vs_truth_section(md, ist),
         _training_labels_section(md, ist),
     ]
