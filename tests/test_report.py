@@ -461,7 +461,8 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     titles = {"overview": "Overview", "images": "Images", "training-curves": "Training curves",
               "scale-chain": "Scale chain", "metrics": "Metrics", "frc": "Fourier ring correlation",
-              "label-vs-truth": "Labels vs ground truth", "training-labels": "Training labels"}
+              "data-consistency": "Data consistency", "label-vs-truth": "Labels vs ground truth",
+              "training-labels": "Training labels"}
     assert set(titles) == set(RUN_SECTIONS)
     for sid, title in titles.items():
         assert re.search(rf'<section id="{sid}"[^>]*>\s*<h2>{title}</h2>', dom.stdout), sid
