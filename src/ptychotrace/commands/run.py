@@ -74,20 +74,16 @@ def request_from_args(args: argparse.Namespace, output_dir: Path, scenario: str 
     overrides = {**overrides_from_flags(args), **overrides_from(args, CORPUS_FLAGS),
                  **(extra_overrides or {})}
     scenario = scenario or getattr(args, "scenario", None)
-    data_options: dict = {}
-    if getattr(args, "data", None) and getattr(args, "handler", None) is run:
-        from ..io import pattern_size
+    dataset, data_options = None, {}
+    if getattr(args, "data", None):
+        # the one loading path of train/infer/baseline/run (commands.common): every format, the
+        # data-file flags, the --N check; refused here, before the run directory is made
+        from .common import load_data_from_args
         from .inspect import load_options_from
 
-        opts = load_options_from(args)
-        data_options = opts.model_dump(exclude_defaults=True)
-        if not Path(args.data).is_file():
-            raise FileNotFoundError(f"--data: no such file: {args.data}")
-        n = pattern_size(args.data, opts)
-        if overrides.get("simulation.N", n) != n:
-            raise ValueError(f"--N {overrides['simulation.N']} but the data's patterns are {n} px "
-                             "(use --crop N to crop the detector)")
-        overrides["simulation.N"] = n
+        dataset, _ = load_data_from_args(args)
+        data_options = load_options_from(args).model_dump(exclude_defaults=True)
+        overrides["simulation.N"] = dataset.patch_size
     if scenario is None:
         if not getattr(args, "data", None):
             raise ValueError("give --scenario NAME (a simulation) or --data FILE (own data)")
@@ -101,10 +97,8 @@ def request_from_args(args: argparse.Namespace, output_dir: Path, scenario: str 
         config, profile, warnings = resolve_scenario(scenario, overrides, file_values)
     cli_args = cli_record(args)
     data = Path(args.data) if getattr(args, "data", None) else None
-    if data is not None and not data.is_file():
-        raise FileNotFoundError(f"--data: no such file: {data}")
     return RunRequest(config=config, output_dir=Path(output_dir), profile=profile, cli_args=cli_args,
-                      warnings=warnings, data_path=data, data_options=data_options,
+                      warnings=warnings, data_path=data, data_options=data_options, dataset=dataset,
                       force=bool(getattr(args, "force", False)),
                       progress=not getattr(args, "quiet", False))
 

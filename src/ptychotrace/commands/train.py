@@ -1,4 +1,5 @@
-"""``ptychotrace train``: train the PINN on the training split of a dataset NPZ."""
+"""``ptychotrace train``: train the PINN on the training split of a data file (every format
+``ptychotrace.io.load_data`` reads)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def add_parser(sub) -> None:
                                    "the dataset's physical probe). Writes train_outputs/ (history, "
                                    "history_summary, checkpoints/best.pt and last.pt) under "
                                    "--output-dir. Runs unchanged under torchrun (DDP).")
-    p.add_argument("--data", required=True, help="dataset .npz (ptychotrace contract)")
+    p.add_argument("--data", required=True, help="data file: NPZ (ptychotrace or PtychoPINN), CXI, "
+                                                 "ptychodus diffraction.h5 (see the data-file "
+                                                 "flags); N comes from the data")
     p.add_argument("--output-dir", required=True, help="run directory")
     p.add_argument("--config", help="YAML/TOML/JSON file of settings (sections as in run_metadata)")
     p.add_argument("--nepochs", type=positive_int)
@@ -78,10 +81,16 @@ def add_parser(sub) -> None:
     p.add_argument("--time-limit", type=positive_float, help="stop after the epoch crossing this "
                                                               "many seconds")
     p.add_argument("--resume", help="run dir or checkpoint to continue from (its last.pt)")
-    p.add_argument("--measurement-domain", choices=["counts", "amplitude"],
-                   help="for NPZ files without metadata")
     p.add_argument("--no-progress", action="store_true")
     add_corpus_flags(p)
+    from ..config import SimulationConfig
+    from .flags import add_config_flags
+
+    add_config_flags(p, {"simulation": ""}, title="data",    # --N: checked against the data
+                     exclude={f"simulation.{f}" for f in SimulationConfig.model_fields} - {"simulation.N"})
+    from .inspect import add_load_flags
+
+    add_load_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -114,13 +123,12 @@ def config_for_dataset(ds, overrides: dict, file_values: dict | None = None):
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config_file
-    from ..data.dataset import load_dataset
     from ..telemetry.writers import write_json
     from ..train.model_card import write_card_for_training
     from ..train.trainer import TRAIN_OUTPUTS, train
-    from .common import overrides_from
+    from .common import load_data_from_args, overrides_from
 
-    ds = load_dataset(args.data, measurement_domain=args.measurement_domain)
+    ds, _ = load_data_from_args(args)
     file_values = load_config_file(args.config) if args.config else {}
     config = config_for_dataset(ds, overrides_from(args, {**TRAIN_FLAGS, **CORPUS_FLAGS}),
                                 file_values)

@@ -1,0 +1,138 @@
+"""``train``, ``infer`` and ``baseline`` read every format ``run --data`` and ``inspect`` read
+(issue #13), through the one loading path (commands.common.load_data_from_args ->
+ptychotrace.io.load_data) with the same data-file flags and errors (exit status 2, nothing
+written), and a given --N that disagrees with the data is refused wherever --data is accepted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("h5py")
+
+from ptychotrace.cli import main  # noqa: E402
+from ptychotrace.data.dataset import Dataset, load_dataset, save_dataset  # noqa: E402
+from ptychotrace.evaluate.consistency_record import load_consistency  # noqa: E402
+from ptychotrace.io import assign_geometry, save_data  # noqa: E402
+from test_io_readers import D, write_foreign_cxi, write_foreign_ptychodus  # noqa: E402
+
+TRAIN = ["--nepochs", "1", "--batch-size", "8", "--group-count", "16", "--no-progress",
+         "--device", "cpu"]
+CROP = ["--crop", "16", "--beam-centre", "20", "21"]     # the foreign CXI's 40 px detector
+
+
+@pytest.fixture(scope="module")
+def files(tiny_dataset, tmp_path_factory):
+    """The tiny simulation as NPZ, and without its truth as CXI (positions in metres)."""
+    d = tmp_path_factory.mktemp("cli_data")
+    ds0, _ = tiny_dataset
+    npz = save_dataset(d / "sim.npz", ds0)
+    ds = load_dataset(npz)
+    bare = Dataset(ds.xcoords, ds.ycoords, ds.counts, ds.probe, None, ds.scan_index, ds.split,
+                   ds.metadata)
+    (cxi,) = save_data(d / "bare.cxi", bare, assign_geometry(bare, 8000.0, 2.0, 75e-6), "cxi")
+    return d, npz, cxi
+
+
+@pytest.fixture(scope="module")
+def model(files):
+    d, _, cxi = files
+    run = d / "model"
+    assert main(["train", "--data", str(cxi), "--output-dir", str(run), *TRAIN]) == 0
+    return run
+
+
+def test_train_on_a_cxi_file(files, model):
+    saved = json.loads((model / "train_outputs" / "config.json").read_text())
+    assert saved["simulation"]["N"] == 32 and saved["training"]["nepochs"] == 1   # N from the data
+    assert (model / "train_outputs" / "checkpoints" / "best.pt").is_file()
+    card = json.loads((model / "train_outputs" / "model_card.json").read_text())
+    assert card["training_data"]["source_file"] == str(files[2])
+
+
+def test_infer_on_a_cxi_file_without_truth(files, model):
+    d, _, cxi = files
+    out = d / "infer_bare"
+    assert main(["infer", "--model", str(model), "--data", str(cxi), "--output-dir", str(out),
+                 "--group-limit", "8", "--refine-steps", "2"]) == 0
+    amp = np.load(out / "amplitude.npy")
+    assert amp.dtype == np.float32 and amp.ndim == 2 and (amp > 0).any()
+    assert (out / "amplitude.png").is_file() and not (out / "comparison_metrics.json").exists()
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["comparison"]["available"] is False
+    assert "no ground truth" in stats["comparison"]["reason"]
+    rec = load_consistency(out)                        # the typed record, as a run writes it
+    assert rec is not None and rec.truth is None and rec.final is not None
+    assert rec.final.normalised_median > 0
+    assert stats["data_consistency"]["final"]["normalised_median"] == rec.final.normalised_median
+
+
+def test_baseline_on_a_cxi_file_without_truth(files, capsys):
+    d, _, cxi = files
+    out = d / "baseline_bare"
+    assert main(["baseline", "--data", str(cxi), "--output-dir", str(out), "--iterations", "2",
+                 "--group-limit", "8", "--no-progress"]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["comparison"] is None and (out / "amplitude.npy").is_file()
+    assert "no ground truth" in capsys.readouterr().out
+
+
+def test_train_reads_ptychodus_and_ptychopinn_files_with_the_data_flags(tmp_path, tiny_dataset):
+    write_foreign_ptychodus(tmp_path / "p")            # 12 patterns of 16 px, product.h5 beside
+    assert main(["train", "--data", str(tmp_path / "p" / "diffraction.h5"), "--output-dir",
+                 str(tmp_path / "r1"), "--nepochs", "1", "--batch-size", "4", "--no-progress",
+                 "--device", "cpu"]) == 0
+    cfg = json.loads((tmp_path / "r1" / "train_outputs" / "config.json").read_text())
+    assert cfg["simulation"]["N"] == 16
+    ds0, _ = tiny_dataset                               # PtychoPINN layout: amplitudes, (H, W, M)
+    np.savez(tmp_path / "pinn.npz", diffraction=np.moveaxis(np.sqrt(ds0.counts), 0, 2),
+             xcoords=ds0.xcoords, ycoords=ds0.ycoords, probeGuess=ds0.probe)
+    args = ["train", "--data", str(tmp_path / "pinn.npz"), "--output-dir", str(tmp_path / "r2"),
+            *TRAIN]
+    assert main(args) == 2 and not (tmp_path / "r2").exists()   # the domain must be stated
+    assert main([*args, "--measurement-domain", "amplitude", "--no-dose-normalised"]) == 0
+
+
+BAD = [  # (writer kwargs, the message naming the key)
+    ({"distance": False}, "detector distance .*detector_1/distance"),
+    ({"mask_shape": (D, D - 1)}, "detector_1/mask has shape"),
+    ({"positions": np.r_[np.nan, np.zeros(11)]}, "translation has 1 NaN/Inf positions"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", BAD)
+def test_bad_input_refused_by_every_command_before_writing(tmp_path, model, capsys, kwargs,
+                                                           message):
+    import re
+
+    bad = tmp_path / "bad.cxi"
+    write_foreign_cxi(bad, **kwargs)
+    for cmd in (["train", *TRAIN], ["infer", "--model", str(model)],
+                ["baseline", "--no-progress"], ["run", "--quiet", "--nepochs", "1"]):
+        out = tmp_path / cmd[0]
+        assert main([cmd[0], "--data", str(bad), "--output-dir", str(out), *CROP, *cmd[1:]]) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err), (cmd[0], err)
+        assert not out.exists(), cmd[0]
+    for cmd in (["train", *TRAIN], ["infer", "--model", str(model)], ["baseline"]):
+        assert main([cmd[0], "--data", str(tmp_path / "missing.cxi"), "--output-dir",
+                     str(tmp_path / "m"), *cmd[1:]]) == 2
+        assert "no such file" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+def test_a_given_n_that_disagrees_with_the_data_is_refused(files, tmp_path, capsys):
+    _, npz, cxi = files
+    for cmd in ("train", "run"):
+        for data, extra in ((npz, []), (cxi, ["--crop", "16"])):
+            out = tmp_path / f"{cmd}_{data.suffix[1:]}"
+            args = [cmd, "--data", str(data), "--output-dir", str(out), "--N", "64", *extra]
+            assert main(args) == 2, (cmd, data)
+            n = 16 if extra else 32
+            assert f"--N 64 but the data's patterns are {n} px" in capsys.readouterr().err
+            assert not out.exists()
+    # the sweep simulates every dose: --data is refused there outright
+    assert main(["sweep", "--scenario", "gs1_ideal", "--nphotons", "1e3", "--data", str(npz),
+                 "--N", "64", "--output-dir", str(tmp_path / "sw")]) == 2
+    assert "--data cannot be swept" in capsys.readouterr().err
