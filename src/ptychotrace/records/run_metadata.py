@@ -153,6 +153,44 @@ class Inference(Block):
     post_processing: dict[str, Any] | None = None
 
 
+class GeometryBlock(Block):
+    """The physical geometry of a file-loaded run (block ``geometry``, written from
+    :class:`ptychotrace.io.geometry.Geometry`, whose field names these are). Lengths in metres,
+    energy in eV; None = unknown. Simulated runs have no geometry block (object pixels only)."""
+
+    source_format: str
+    source_file: str | None = None
+    photon_energy_eV: float | None = None
+    wavelength_m: float | None = None
+    detector_distance_m: float | None = None
+    detector_pixel_width_m: float | None = None
+    detector_pixel_height_m: float | None = None
+    N: int | None = None
+    object_pixel_width_m: float | None = None
+    object_pixel_height_m: float | None = None
+    missing: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class ConsistencySummary(Block):
+    """The headline numbers of one reconstruction in consistency/consistency.json."""
+
+    normalised_median: float | None
+    fraction_beyond_bound: float | None
+    relative_misfit_median: float | None
+
+
+class DataConsistencyRef(Block):
+    """Block ``data_consistency``: where the consistency record is, and its headline numbers
+    (evaluate.consistency_record.record_run_consistency)."""
+
+    path: str
+    normalisation: str
+    final: ConsistencySummary | None = None
+    network_only: ConsistencySummary | None = None
+    truth: ConsistencySummary | None = None
+
+
 class RunMetadata(Record):
     """The whole run_metadata.json. Blocks are None when the run failed before setting them."""
 
@@ -183,6 +221,10 @@ class RunMetadata(Record):
     inference: Inference | None = None
     prediction_scale: PredictionScale | None = None
     comparison: ComparisonHeadline | None = None
+    comparison_network_only: dict[str, Any] | None = None
+    geometry: GeometryBlock | None = None
+    data_consistency: DataConsistencyRef | None = None
+    training_corpus: dict[str, Any] | None = None
     artifacts: list[str] = Field(default_factory=list)
     artifacts_missing: list[str] | None = None
 

@@ -2,6 +2,10 @@
 backend switch) and returned as PNG bytes: an image panel from a ``.npy`` array, the training
 curves of ``history.json`` and the FRC curves of ``comparison_metrics.json``.
 
+Object images carry a scale bar (:func:`scale_bar`) when the real-space pixel size is known
+(run metadata ``geometry.object_pixel_width_m``, issue #13); without it they carry none, and their
+axes stay in object pixels.
+
 Each function takes plain values (arrays, dicts) and returns the PNG bytes, or ``None`` when there
 is nothing to draw.
 """
@@ -11,14 +15,16 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..format import format_value
 
-__all__ = ["image_png", "comparison_png", "training_curves_png", "frc_png", "is_loss_metric",
-           "symmetric_limit", "BAD_COLOUR", "PNG_SIGNATURE"]
+__all__ = ["image_png", "image_figure", "comparison_png", "training_curves_png", "frc_png",
+           "is_loss_metric", "symmetric_limit", "scale_bar", "ScaleBar", "BAD_COLOUR",
+           "PNG_SIGNATURE"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Metric names (without a ``val_`` prefix) drawn with a log y axis.
@@ -97,7 +103,58 @@ def _colour_range(a: np.ndarray, kind: str, limits) -> tuple[float, float, str, 
     return float(vmin), float(vmax), "viridis", f"{format_value(vmin)} to {format_value(vmax)}"
 
 
-def _panel(fig, ax, cax, a: np.ndarray, title: str, kind: str, unit: str, limits) -> None:
+# --------------------------------------------------------------------------------------------
+# scale bar
+# --------------------------------------------------------------------------------------------
+#: Kinds of image that show the object (and get a scale bar when the pixel size is known).
+OBJECT_KINDS = ("amplitude", "phase")
+#: (upper bound in metres, unit, metres per unit): the unit of a bar's label.
+_LENGTH_UNITS = ((1e-6, "nm", 1e-9), (1e-3, "µm", 1e-6), (math.inf, "mm", 1e-3))
+
+
+@dataclass(frozen=True)
+class ScaleBar:
+    """A scale bar: ``length_m`` metres (a 1-2-5 value) drawn ``length_px`` pixels long."""
+
+    length_m: float
+    length_px: float
+    label: str
+
+
+def scale_bar(pixel_size_m: float | None, width_px: int, fraction: float = 0.2) -> ScaleBar | None:
+    """The scale bar of an image ``width_px`` pixels wide whose pixels are ``pixel_size_m`` metres.
+
+    The length is the 1-2-5 value (1, 2, 5 x 10^k m) nearest, on a log scale, to ``fraction`` of
+    the image width, labelled in nm, µm or mm. None (no bar) when the pixel size is unknown or
+    not a positive finite number, or the image is empty."""
+    if pixel_size_m is None or width_px <= 0:
+        return None
+    px = float(pixel_size_m)
+    if not (math.isfinite(px) and px > 0):
+        return None
+    target = fraction * width_px * px
+    decade = 10.0 ** math.floor(math.log10(target))
+    candidates = [m * decade for m in (1.0, 2.0, 5.0, 10.0)]
+    length = min(candidates, key=lambda c: abs(math.log(c / target)))
+    # (the relative margin keeps 10 x 1e-7 m, which may round to just under 1e-6, out of "nm")
+    unit, per = next((u, p) for bound, u, p in _LENGTH_UNITS if length < bound * (1 - 1e-9))
+    return ScaleBar(length, length / px, f"{length / per:.3g} {unit}")
+
+
+def _draw_scale_bar(ax, bar: ScaleBar, height_px: int) -> None:
+    """The bar in data (pixel) units at the lower left, on a white box so it reads on any map."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    artist = AnchoredSizeBar(ax.transData, bar.length_px, bar.label, "lower left", pad=0.3,
+                             borderpad=0.4, sep=2, color="black", frameon=True,
+                             size_vertical=max(height_px / 60.0, 0.5), fontproperties={"size": 7})
+    artist.patch.set_alpha(0.8)
+    artist.set_gid("scale-bar")
+    ax.add_artist(artist)
+
+
+def _panel(fig, ax, cax, a: np.ndarray, title: str, kind: str, unit: str, limits,
+           pixel_size_m: float | None = None) -> ScaleBar | None:
     import matplotlib
 
     vmin, vmax, cmap, note = _colour_range(a, kind, limits)
@@ -111,19 +168,16 @@ def _panel(fig, ax, cax, a: np.ndarray, title: str, kind: str, unit: str, limits
     cb = fig.colorbar(im, cax=cax)
     cb.set_label(f"{unit} [{note}]" if unit else note, fontsize=7)
     cb.ax.tick_params(labelsize=7)
+    bar = scale_bar(pixel_size_m, a.shape[1]) if kind in OBJECT_KINDS else None
+    if bar is not None:
+        _draw_scale_bar(ax, bar, a.shape[0])
+    return bar
 
 
-def image_png(array: np.ndarray, title: str, kind: str, unit: str,
-              limits: tuple[float, float] | None = None,
-              mask: np.ndarray | None = None) -> bytes | None:
-    """One image panel with a colour bar: the one image writer of the project.
-
-    kind: "amplitude" (viridis, ``limits`` or the finite min/max), "phase" (cyclic map, range
-    symmetric about 0 fitted to the data, or ``limits`` (-h, h)) or "difference" (RdBu_r,
-    symmetric at the 99th percentile of |value|, or ``limits``). ``mask`` (bool): pixels outside
-    it have no value and are drawn in BAD_COLOUR, as non-finite pixels are; never as 0. The colour
-    range is stated on the colour bar. Returns None when no pixel is finite.
-    """
+def image_figure(array: np.ndarray, title: str, kind: str, unit: str,
+                 limits: tuple[float, float] | None = None, mask: np.ndarray | None = None,
+                 pixel_size_m: float | None = None):
+    """The matplotlib Figure behind :func:`image_png` (None when no pixel is finite)."""
     a = _prepared(array, mask)
     if not np.isfinite(a).any():
         return None
@@ -134,17 +188,36 @@ def image_png(array: np.ndarray, title: str, kind: str, unit: str,
     ax = fig.add_axes((0.55 / width, 0.42 / height, 2.5 * aspect / width, 2.5 / height))
     cax = fig.add_axes(((0.55 + 2.5 * aspect + 0.12) / width, 0.42 / height, 0.12 / width,
                         2.5 / height))
-    _panel(fig, ax, cax, a, title, kind, unit, limits)
-    return _png(fig)
+    _panel(fig, ax, cax, a, title, kind, unit, limits, pixel_size_m)
+    return fig
+
+
+def image_png(array: np.ndarray, title: str, kind: str, unit: str,
+              limits: tuple[float, float] | None = None,
+              mask: np.ndarray | None = None, pixel_size_m: float | None = None) -> bytes | None:
+    """One image panel with a colour bar: the one image writer of the project.
+
+    kind: "amplitude" (viridis, ``limits`` or the finite min/max), "phase" (cyclic map, range
+    symmetric about 0 fitted to the data, or ``limits`` (-h, h)) or "difference" (RdBu_r,
+    symmetric at the 99th percentile of |value|, or ``limits``). ``mask`` (bool): pixels outside
+    it have no value and are drawn in BAD_COLOUR, as non-finite pixels are; never as 0. The colour
+    range is stated on the colour bar. ``pixel_size_m``: the object pixel size in metres; when
+    given, amplitude and phase images get a labelled scale bar (:func:`scale_bar`), otherwise
+    none. Returns None when no pixel is finite.
+    """
+    fig = image_figure(array, title, kind, unit, limits, mask, pixel_size_m)
+    return None if fig is None else _png(fig)
 
 
 def comparison_png(rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray, str]],
-                   mask: np.ndarray | None = None, title: str = "") -> bytes | None:
+                   mask: np.ndarray | None = None, title: str = "",
+                   pixel_size_m: float | None = None) -> bytes | None:
     """Truth | prediction | difference side by side, one row per channel, on shared scales.
 
     rows: (kind "amplitude" | "phase", truth, prediction, difference, unit). Truth and prediction
     share one colour range per row (amplitude: their joint min/max on the mask; phase: symmetric,
     fitted to both); the difference is symmetric about 0. Pixels outside ``mask`` are BAD_COLOUR.
+    ``pixel_size_m`` (metres, when known): a scale bar on the truth and prediction panels.
     """
     if not rows:
         return None
@@ -172,7 +245,7 @@ def comparison_png(rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray,
             cax = fig.add_axes((left + 2.55 / width, top - 2.55 / height, 0.1 / width,
                                 2.4 / height))
             if np.isfinite(img).any():
-                _panel(fig, ax, cax, img, f"{kind}: {name}", k, unit, lim)
+                _panel(fig, ax, cax, img, f"{kind}: {name}", k, unit, lim, pixel_size_m)
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.12 / height)
     return _png(fig)

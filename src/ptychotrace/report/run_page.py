@@ -203,7 +203,9 @@ def _provenance_block(prov: Any) -> KeyValues | Para:
     return KeyValues(items, caption="Provenance")
 
 
-def _images_section(d: _Dir) -> Section:
+def _images_section(d: _Dir, pixel_size_m: float | None = None) -> Section:
+    """The truth / prediction / difference grid; ``pixel_size_m`` (the object pixel in metres,
+    from run_metadata.json's geometry block) puts a scale bar on images the report draws."""
     units = {"amplitude": AMP_UNIT, "phase": PHASE_UNIT}
     cells: list[list] = []
     # pixels without a value (uncovered) are drawn as "no value", never as 0
@@ -233,7 +235,7 @@ def _images_section(d: _Dir) -> Section:
             mask = covered if role != "truth" and covered is not None \
                 and covered.shape == arr.shape else None
             rendered = image_png(arr, title, kind, unit, None if role == "difference" else limits,
-                                 mask=mask)
+                                 mask=mask, pixel_size_m=pixel_size_m)
             if rendered is None:
                 row.append(_missing(f"not available ({npy_rel} has no finite pixel)"))
                 continue
@@ -247,6 +249,10 @@ def _images_section(d: _Dir) -> Section:
                          "the difference is symmetric about 0). Phase in radians after global "
                          "offset removal where the run applied it.", "note"),
                     FigureGrid(["truth", "prediction", "difference"], ["amplitude", "phase"], cells)]
+    if pixel_size_m is not None:
+        blocks.insert(1, Para(f"Object pixel {fmt(pixel_size_m * 1e9, 'nm')} (geometry in "
+                              "run_metadata.json): amplitude and phase images carry a scale bar.",
+                              "note"))
     return Section("images", "Images", blocks)
 
 
@@ -300,6 +306,13 @@ def _training_section(md: Mapping[str, Any], d: _Dir) -> Section:
     return Section("training-curves", "Training curves", [Group(facts), *blocks])
 
 
+def _pixel_size_m(md: Mapping[str, Any]) -> float | None:
+    from ..records.run_metadata import GeometryBlock
+
+    geom = md.get("geometry")
+    return None if not geom else GeometryBlock.model_validate(geom).object_pixel_width_m
+
+
 def _run_document(d: _Dir) -> Document:
     md = d.required("run_metadata.json")
     cmp, cmp_why = d.json("comparison_metrics.json")
@@ -309,7 +322,7 @@ def _run_document(d: _Dir) -> Document:
         sections.append(_failure_section(md))
     sections += [
         _overview_run(md, d.root),
-        _images_section(d),
+        _images_section(d, _pixel_size_m(md)),
         _training_section(md, d),
         _scale_chain_section(md, d, ist, ist_why),
         _metrics_section(cmp, cmp_why, md),

@@ -53,7 +53,7 @@ def stage_no_truth(req, rec, ds, model, pred, log) -> dict:
     # the one image writer: uncovered pixels masked, phase range fitted (stages.reconstruction)
     arts = [f"{INFERENCE_OUTPUTS}/{p}" for p in write_object(
         inf, amp, pred.phase, cov, "reconstructed (no ground truth)",
-        amp_limits=(0.0, float(amp.max()) or 1.0))]
+        amp_limits=(0.0, float(amp.max()) or 1.0), pixel_size_m=px_m)]
     h, w = amp.shape
     recon = {"shape": [h, w], "coverage_fraction": float(cov.mean()),
              "amplitude_covered": _stats(pred.amplitude[cov]),

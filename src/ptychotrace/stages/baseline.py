@@ -33,7 +33,7 @@ from ..records.comparison import COMPARISON_FILE, ComparisonRecord
 from ..records.run_metadata import RunError
 from ..telemetry.writers import write_json, write_npy
 from .evaluate import evaluate
-from .reconstruction import write_object, write_truth_comparison
+from .reconstruction import object_pixel_size_m, write_object, write_truth_comparison
 
 #: Files every baseline directory holds (comparison_metrics.json too with a ground truth).
 OUTPUT_FILES = ("amplitude.npy", "phase.npy", "coverage.npy", "illumination.npy",
@@ -143,14 +143,16 @@ def _write_outputs(out: Path, ds, result, region: np.ndarray, cmp: ComparisonRec
     vals = amp[shown]
     limits = (float(vals.min()), float(vals.max())) if vals.size else None
     label = f"baseline {result.algorithm} (iterate {result.best_iteration})"
-    names = write_object(out, amp, phase, result.illuminated, label, amp_limits=limits)
+    px_m = object_pixel_size_m(ds)   # scale bars where the geometry is known (issue #13)
+    names = write_object(out, amp, phase, result.illuminated, label, amp_limits=limits,
+                         pixel_size_m=px_m)
     write_npy(out / "coverage.npy", result.covered.astype(np.float32))
     write_npy(out / "illumination.npy", result.illumination)
     write_npy(out / "evaluation_region.npy", region.astype(np.float32))
     names += ["coverage.npy", "illumination.npy", "evaluation_region.npy"]
     if cmp is not None:
         names += write_truth_comparison(out, amp, phase, ds.obj, region, cmp, "baseline",
-                                        amp_vmax=amp_vmax)
+                                        amp_vmax=amp_vmax, pixel_size_m=px_m)
         names.append(COMPARISON_FILE)
     a_cov = amp[result.covered]
     stats = {

@@ -13,7 +13,14 @@ from ..config import EvaluationConfig
 from ..records.comparison import COMPARISON_FILE, ComparisonRecord, NetworkOnly
 from ..telemetry.writers import write_json, write_npy
 from .evaluate import evaluate_prediction
-from .reconstruction import AMP_UNIT, save_image, simple_stats, write_object, write_truth_comparison
+from .reconstruction import (
+    AMP_UNIT,
+    object_pixel_size_m,
+    save_image,
+    simple_stats,
+    write_object,
+    write_truth_comparison,
+)
 
 
 @dataclass
@@ -61,11 +68,12 @@ def evaluate_and_write(model, pred, ds, evaluation: EvaluationConfig, run_dir: P
     amp_unscaled = np.where(cov, pred.amplitude, 0).astype(np.float32)
     amp_scaled = amp_unscaled * np.float32(factor)
     vmax = evaluation.amp_vmax or float(np.abs(truth).max())
+    px_m = object_pixel_size_m(ds)   # scale bars where the geometry is known (issue #13)
     inf_names = write_object(inf, amp_scaled, pred.phase, cov,
-                             f"predicted (x{factor:.4g})", amp_limits=(0.0, vmax))
+                             f"predicted (x{factor:.4g})", amp_limits=(0.0, vmax), pixel_size_m=px_m)
     inf_names += save_image(inf, "amplitude_unscaled", amp_unscaled,
                             "predicted amplitude (unscaled)", "amplitude", AMP_UNIT, mask=cov,
-                            limits=(0.0, vmax))
+                            limits=(0.0, vmax), pixel_size_m=px_m)
     write_npy(inf / "coverage_weight.npy", pred.weight.astype(np.float32))
     write_npy(inf / "evaluation_region.npy", region.astype(np.float32))
     inf_names += ["coverage_weight.npy", "evaluation_region.npy"]
@@ -85,6 +93,6 @@ def evaluate_and_write(model, pred, ds, evaluation: EvaluationConfig, run_dir: P
     write_json(inf / "stats.json", stats)
     inf_names += ["stats.json", "prediction_scale.json"]
     names = write_truth_comparison(run_dir, amp_scaled, pred.phase, truth, cov, cmp, "prediction",
-                                   amp_vmax=vmax)
+                                   amp_vmax=vmax, pixel_size_m=px_m)
     arts = [f"{rel}{n}" for n in inf_names] + names + [COMPARISON_FILE]
     return PredictionOutputs(cmp, region, amp_unscaled, amp_scaled, stats, arts)

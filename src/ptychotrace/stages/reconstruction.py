@@ -6,6 +6,8 @@ point's baseline, so every image follows one rule: pixels without a value (uncov
 unilluminated) are masked and drawn in the "bad" colour, never as 0; phase ranges are symmetric
 and fitted to the data; truth, prediction and difference share scales. The .npy files keep 0
 outside the covered region (their documented contract) and ``coverage`` says where values are.
+Where the dataset's geometry gives the real-space pixel size (:func:`object_pixel_size_m`), object
+images carry a scale bar (issue #13); simulations in object pixels get none.
 """
 
 from __future__ import annotations
@@ -21,11 +23,23 @@ AMP_UNIT = "object amplitude"
 PHASE_UNIT = "rad"
 
 
+def object_pixel_size_m(ds) -> float | None:
+    """The object pixel width in metres from the dataset's geometry (``metadata.geometry``,
+    written by ptychotrace.io at load), None when unknown (simulations, files without geometry)."""
+    geom = (getattr(ds, "metadata", None) or {}).get("geometry")
+    if not geom:
+        return None
+    from ..records.run_metadata import GeometryBlock
+
+    return GeometryBlock.model_validate(geom).object_pixel_width_m
+
+
 def save_image(out_dir: Path, stem: str, image: np.ndarray, title: str, kind: str, unit: str, *,
                mask: np.ndarray | None = None, limits: tuple[float, float] | None = None,
-               npy: bool = True) -> list[str]:
-    """``stem.npy`` (float32, as given) and ``stem.png`` (``mask`` False drawn as no value).
-    Returns the written names relative to ``out_dir``."""
+               npy: bool = True, pixel_size_m: float | None = None) -> list[str]:
+    """``stem.npy`` (float32, as given) and ``stem.png`` (``mask`` False drawn as no value;
+    a scale bar when ``pixel_size_m``, metres, is known). Returns the written names relative
+    to ``out_dir``."""
     from ..report.figures import image_png
 
     out_dir = Path(out_dir)
@@ -33,7 +47,7 @@ def save_image(out_dir: Path, stem: str, image: np.ndarray, title: str, kind: st
     if npy:
         write_npy(out_dir / f"{stem}.npy", np.asarray(image, dtype=np.float32))
         names.append(f"{stem}.npy")
-    png = image_png(image, title, kind, unit, limits=limits, mask=mask)
+    png = image_png(image, title, kind, unit, limits=limits, mask=mask, pixel_size_m=pixel_size_m)
     if png is not None:
         write_bytes(out_dir / f"{stem}.png", png)
         names.append(f"{stem}.png")
@@ -42,14 +56,17 @@ def save_image(out_dir: Path, stem: str, image: np.ndarray, title: str, kind: st
 
 def write_object(out_dir: Path, amplitude: np.ndarray, phase: np.ndarray, covered: np.ndarray,
                  label: str, *, amp_limits: tuple[float, float] | None = None,
-                 amplitude_stem: str = "amplitude", phase_stem: str = "phase") -> list[str]:
-    """amplitude / phase of a reconstruction: .npy with 0 outside ``covered``, masked PNGs."""
+                 amplitude_stem: str = "amplitude", phase_stem: str = "phase",
+                 pixel_size_m: float | None = None) -> list[str]:
+    """amplitude / phase of a reconstruction: .npy with 0 outside ``covered``, masked PNGs
+    (with a scale bar when ``pixel_size_m``, the object pixel in metres, is known)."""
     cov = np.asarray(covered, dtype=bool)
     amp = np.where(cov, amplitude, 0).astype(np.float32)
     ph = np.where(cov, phase, 0).astype(np.float32)
     names = save_image(out_dir, amplitude_stem, amp, f"{label} amplitude", "amplitude", AMP_UNIT,
-                       mask=cov, limits=amp_limits)
-    names += save_image(out_dir, phase_stem, ph, f"{label} phase", "phase", PHASE_UNIT, mask=cov)
+                       mask=cov, limits=amp_limits, pixel_size_m=pixel_size_m)
+    names += save_image(out_dir, phase_stem, ph, f"{label} phase", "phase", PHASE_UNIT, mask=cov,
+                        pixel_size_m=pixel_size_m)
     return names
 
 
@@ -69,7 +86,8 @@ def truth_differences(amplitude: np.ndarray, phase: np.ndarray, truth: np.ndarra
 
 def write_truth_comparison(out_dir: Path, amplitude: np.ndarray, phase: np.ndarray,
                            truth: np.ndarray, covered: np.ndarray, comparison: ComparisonRecord,
-                           label: str, *, amp_vmax: float | None = None) -> list[str]:
+                           label: str, *, amp_vmax: float | None = None,
+                           pixel_size_m: float | None = None) -> list[str]:
     """ground_truth_amp / ground_truth_phase, amplitude_diff / phase_diff (.npy + .png), and two
     figures: comparison.png (truth | prediction | difference per channel, shared scales) and
     frc.png (the FRC curves with the 1/2-bit threshold)."""
@@ -81,9 +99,9 @@ def write_truth_comparison(out_dir: Path, amplitude: np.ndarray, phase: np.ndarr
     vmax = amp_vmax or float(amp_t.max())
     amp_diff, phase_diff = truth_differences(amplitude, phase, truth, cov, comparison)
     names = save_image(out_dir, "ground_truth_amp", amp_t, "ground truth amplitude", "amplitude",
-                       AMP_UNIT, limits=(0.0, vmax))
+                       AMP_UNIT, limits=(0.0, vmax), pixel_size_m=pixel_size_m)
     names += save_image(out_dir, "ground_truth_phase", ph_t, "ground truth phase", "phase",
-                        PHASE_UNIT)
+                        PHASE_UNIT, pixel_size_m=pixel_size_m)
     names += save_image(out_dir, "amplitude_diff", amp_diff, f"amplitude: {label} - truth",
                         "difference", AMP_UNIT, mask=cov)
     names += save_image(out_dir, "phase_diff", phase_diff, f"phase: {label} - truth (wrapped, "
@@ -92,7 +110,8 @@ def write_truth_comparison(out_dir: Path, amplitude: np.ndarray, phase: np.ndarr
     shown_phase = np.where(cov, np.angle(np.exp(1j * (phase - offset))), np.nan)
     png = comparison_png([("amplitude", amp_t, amplitude, amp_diff, AMP_UNIT),
                           ("phase", ph_t, shown_phase, phase_diff, PHASE_UNIT)], mask=cov,
-                         title=f"{label} vs ground truth (evaluated region; grey: no value)")
+                         title=f"{label} vs ground truth (evaluated region; grey: no value)",
+                         pixel_size_m=pixel_size_m)
     if png is not None:
         write_bytes(out_dir / "comparison.png", png)
         names.append("comparison.png")
