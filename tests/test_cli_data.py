@@ -136,3 +136,52 @@ def test_a_given_n_that_disagrees_with_the_data_is_refused(files, tmp_path, caps
     assert main(["sweep", "--scenario", "gs1_ideal", "--nphotons", "1e3", "--data", str(npz),
                  "--N", "64", "--output-dir", str(tmp_path / "sw")]) == 2
     assert "--data cannot be swept" in capsys.readouterr().err
+
+
+def test_run_without_truth_records_consistency_and_analyze_gives_a_verdict(files, capsys):
+    """Own data without a truth: ``run --data file.cxi`` writes the data-consistency record, and
+    ``analyze`` on that run gives a verdict without claiming any truth-based check."""
+    from ptychotrace.records.run_metadata import RunMetadata
+
+    d, _, cxi = files
+    run = d / "run_bare"
+    assert main(["run", "--data", str(cxi), "--output-dir", str(run), "--nepochs", "1",
+                 "--batch-size", "8", "--group-count", "16", "--group-limit", "8",
+                 "--stitch-window", "12", "--quiet"]) == 0
+    assert "inference_outputs/amplitude.png" in capsys.readouterr().out   # no comparison.png
+    meta = json.loads((run / "run_metadata.json").read_text())
+    RunMetadata.model_validate(meta)
+    rec = load_consistency(run)
+    assert rec is not None and rec.truth is None and rec.final is not None
+    assert meta["data_consistency"]["final"]["normalised_median"] == rec.final.normalised_median
+    assert not (run / "comparison_metrics.json").exists()
+    text = (run / "data_comparison_summary.md").read_text()
+    assert "median normalised deviance D/E" in text and "not recorded" not in text
+
+    out = d / "analysis_bare"
+    assert main(["analyze", "--scenario", f"bare={run}", "--output-dir", str(out),
+                 "--no-figure"]) == 0
+    summary = json.loads((out / "bias_summary.json").read_text())
+    v = summary["verdicts"]["bare"]
+    outcomes = {t["rule"]: t["outcome"] for t in v["trace"]}
+    assert outcomes["labels"] == outcomes["evaluation_frame"] == "not_assessed"
+    assert "every check passed" not in v["reason"]    # only what needs no truth was checked
+    if v["healthy"]:
+        assert "not assessed: no ground truth" in v["reason"]
+    else:   # a 1-epoch model may well fail a check, but never one that needs the truth
+        assert v["stage"] not in ("labels", "evaluation_frame", "probe", "probe_scale",
+                                  "scan_positions")
+    assert "comparison_metrics.json" in summary["scenarios"]["bare"]["absent"]
+
+
+def test_rules_without_truth_never_assess_truth_checks():
+    """Evidence that would fault the truth-based rules (a label gap, a registration shift) is
+    not assessed when the run has no truth; with a truth the same evidence faults."""
+    from ptychotrace.analysis.rules import Evidence, decide
+
+    kw = {"status": "ok", "label_gap_pct": 50.0, "shift_px": [6.0, 0.0]}
+    assert decide(Evidence(**kw)).stage == "labels"
+    assert decide(Evidence(**{**kw, "label_gap_pct": None})).stage == "evaluation_frame"
+    v = decide(Evidence(**kw, has_truth=False))
+    assert v.healthy and "labels vs truth, evaluation frame not assessed" in v.reason
+    assert {t.rule: t.outcome for t in v.trace}["labels"] == "not_assessed"

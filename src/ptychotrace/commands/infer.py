@@ -40,14 +40,15 @@ def inference_settings(ckpt: dict, args: argparse.Namespace):
     return cfg.inference, cfg.evaluation
 
 
-def write_without_truth(out: Path, pred) -> dict:
+def write_without_truth(out: Path, pred, ds=None) -> dict:
     """A prediction of data without ground truth: the arrays, masked PNGs and stats.json, whose
     ``comparison`` block says there is no truth (as ``run``'s: scenarios/no_truth.py)."""
     from ..scenarios.no_truth import NO_TRUTH_REASON
-    from ..stages.reconstruction import write_object
+    from ..stages.reconstruction import object_pixel_size_m, write_object
     from ..telemetry.writers import write_json, write_npy
 
-    write_object(out, pred.amplitude, pred.phase, pred.covered, "predicted (no ground truth)")
+    write_object(out, pred.amplitude, pred.phase, pred.covered, "predicted (no ground truth)",
+                 pixel_size_m=None if ds is None else object_pixel_size_m(ds))   # scale bar
     write_npy(out / "coverage_weight.npy", pred.weight)
     stats = {"prediction": pred.stats(), "coverage_fraction": float(pred.covered.mean()),
              "comparison": {"available": False, "reason": NO_TRUTH_REASON}}
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if ds.obj is not None:
         cmp = evaluate_and_write(model, pred, ds, ev, out, out).comparison
     else:
-        write_without_truth(out, pred)
+        write_without_truth(out, pred, ds)
     dc = write_consistency(out, ds, pred, model)
     print(f"wrote {out}: {pred.n_patterns} patterns from {pred.n_groups} groups, coverage "
           f"{format_value(pred.coverage_fraction, digits=3)}, "

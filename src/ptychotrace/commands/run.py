@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"  amplitude pearson {format_value(amp['pearson_r'])}, ssim "
               f"{format_value(amp['ssim'])} (evaluated region)")
-    print(f"  look at: {out}/{req.config.scenario}_comparison_summary.md, {out}/comparison.png, "
+    images = ("inference_outputs/amplitude.png" if cmp.get("available") is False
+              else "comparison.png")     # no truth: no comparison figure (scenarios/no_truth.py)
+    print(f"  look at: {out}/{req.config.scenario}_comparison_summary.md, {out}/{images}, "
           f"{out}/intensity_stats.md, {out}/run_metadata.json")
     return 0

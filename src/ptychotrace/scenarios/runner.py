@@ -399,7 +399,7 @@ def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: ComparisonRecord, r
     name = req.config.scenario
     out = req.output_dir
     if isinstance(cmp, dict):   # own data without a ground truth (scenarios/no_truth.py)
-        lines = no_truth_summary(name, cmp, rec.get_block("consistency"))
+        lines = no_truth_summary(name, cmp, rec.get_block("data_consistency"))
     else:
         scale = cmp.prediction_scale
         lvt = rec.get_block("label_vs_truth_analysis") or {}
