@@ -185,3 +185,83 @@ def test_rules_without_truth_never_assess_truth_checks():
     v = decide(Evidence(**kw, has_truth=False))
     assert v.healthy and "labels vs truth, evaluation frame not assessed" in v.reason
     assert {t.rule: t.outcome for t in v.trace}["labels"] == "not_assessed"
+
+
+# ------------------------------------------------------------------ one config (issue #15)
+def _subparser(name):
+    from ptychotrace.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices[name]
+
+
+def test_train_and_run_accept_the_same_training_and_corpus_flags():
+    from ptychotrace.commands.train import CORPUS_FLAGS
+
+    def config_flags(p):
+        return {s: a.dest for a in p._actions for s in a.option_strings
+                if a.dest.startswith("cfg__") or a.dest in CORPUS_FLAGS}
+
+    train, run = config_flags(_subparser("train")), config_flags(_subparser("run"))
+    assert {k: run.get(k) for k in train} == train        # same names, same config fields
+    sections = {d.split("__")[1] for d in train.values() if d.startswith("cfg__")}
+    assert sections == {"simulation", "grouping", "training", "corpus"}
+    for flag in ("--nepochs", "--time-limit", "--time-limit-s", "--arch", "--collapse-guard",
+                 "--loss-weights-mae", "--corpus-families", "--corpus-textures", "--gridsize",
+                 "--N", "--probe-big"):
+        assert flag in train, flag
+    # every training/grouping/corpus field has its flag in train (none kept by hand)
+    from ptychotrace.config import RunConfig
+
+    paths = {d.removeprefix("cfg__").replace("__", ".") for d in train.values()
+             if d.startswith("cfg__")}
+    for section in ("grouping", "training"):
+        model = RunConfig.model_fields[section].annotation
+        for f, info in model.model_fields.items():
+            sub = getattr(info.annotation, "model_fields", None)
+            names = [f"{section}.{f}.{g}" for g in sub] if sub else [f"{section}.{f}"]
+            assert all(n in paths for n in names), names
+
+
+def test_same_flags_give_the_same_saved_config_via_train_and_run(files, model, tmp_path):
+    """train's saved config (train_outputs/config.json) is what run resolves (and saves in
+    run_metadata.json 'config') for the same flags and data; precedence: the data file's record
+    < config file < flags, in both."""
+    from ptychotrace.cli import build_parser
+    from ptychotrace.commands.common import load_data_from_args
+    from ptychotrace.commands.run import request_from_args
+    from ptychotrace.commands.train import config_from_args
+
+    d, npz, cxi = files
+    saved = json.loads((model / "train_outputs" / "config.json").read_text())
+    flags = ["--nepochs", "1", "--batch-size", "8", "--group-count", "16", "--device", "cpu"]
+    run_args = build_parser().parse_args(["run", "--data", str(cxi), "--output-dir",
+                                          str(tmp_path / "r"), *flags])
+    assert request_from_args(run_args, tmp_path / "r").config.to_dict() == saved
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("training:\n  lr: 0.5\n  lr_floor: 2.0e-5\ngrouping:\n  group_seed: 3\n")
+    flags = ["--config", str(cfg_file), "--lr", "2e-3", "--nepochs", "3", "--time-limit", "50",
+             "--seed", "7", "--no-collapse-guard", "--loss-weights-mae", "0.1", "--arch", "unet",
+             "--corpus-families", "grf", "--corpus-count", "1", "--corpus-textures", "camera",
+             "--gridsize", "1", "--N", "32"]
+    t = build_parser().parse_args(["train", "--data", str(npz), "--output-dir", "x", *flags])
+    r = build_parser().parse_args(["run", "--data", str(npz), "--output-dir", "x", *flags])
+    a = config_from_args(t, load_data_from_args(t)[0])
+    b = request_from_args(r, tmp_path / "x").config
+    assert a == b
+    tr = a.training
+    assert (tr.lr, tr.lr_floor, tr.nepochs, tr.time_limit_s, tr.seed) == (2e-3, 2e-5, 3, 50, 7)
+    assert not tr.collapse_guard and tr.loss_weights.mae == 0.1 and tr.arch == "unet"
+    assert a.grouping.group_seed == 3 and a.corpus.textures == ("camera",)
+    assert a.scenario == "data" and a.simulation.object_size == 96   # the file's own record
+
+
+def test_dataset_base_takes_the_recorded_simulation_and_n_from_the_data():
+    from ptychotrace.config import dataset_base, resolve_config
+
+    meta = {"simulation": {"gridsize": 2, "N": 64, "nphotons": 1e4, "unknown_key": 1}}
+    cfg, _, _ = resolve_config(dataset_base(meta, 32), overrides={"training.lr": 1e-2})
+    assert (cfg.simulation.gridsize, cfg.simulation.N, cfg.simulation.nphotons) == (2, 32, 1e4)
+    assert cfg.training.lr == 1e-2 and cfg.training.batch_size == 16   # no stable profile
+    assert resolve_config(dataset_base(None, 48))[0].simulation.N == 48
