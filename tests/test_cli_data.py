@@ -168,6 +168,8 @@ def test_run_without_truth_records_consistency_and_analyze_gives_a_verdict(files
     assert "every check passed" not in v["reason"]    # only what needs no truth was checked
     if v["healthy"]:
         assert "not assessed: no ground truth" in v["reason"]
+        # and it says how far the reconstruction is from explaining the data
+        assert f"normalised deviance {rec.final.normalised_median:.4g}" in v["reason"]
     else:   # a 1-epoch model may well fail a check, but never one that needs the truth
         assert v["stage"] not in ("labels", "evaluation_frame", "probe", "probe_scale",
                                   "scan_positions")

@@ -363,6 +363,13 @@ def decide(e: Evidence) -> Verdict:
     skipped = [STAGE_LABELS.get(t.rule, t.rule) for t in trace if t.outcome == NOT_ASSESSED]
     head = ("every check passed" if not skipped else "every check that needs no ground truth "
             f"passed ({', '.join(skipped)} not assessed: no ground truth)")
+    fin = e.consistency.final if e.consistency else None
+    if not e.has_truth and fin is not None and fin.normalised_median is not None:
+        # Without a truth the final deviance is the only test of the inputs, and it cannot
+        # separate model error from an input fault: say how far from shot noise it is.
+        head += (f"; the reconstruction leaves normalised deviance {_g(fin.normalised_median)} "
+                 "(median; 1 = shot noise): above about 2, model error and an input fault "
+                 "(probe, positions) cannot be told apart without a ground truth")
     return Verdict(healthy=True, stage="healthy", label="healthy",
                    reason=head + (f"; {parity}" if parity else ""),
                    evidence={}, next_check=None, trace=trace, notes=list(e.notes))
