@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine  # noqa: E402
 from bench_pinn import score  # noqa: E402
 from ptychotrace.config import resolve_scenario  # noqa: E402
+from ptychotrace.data.corpus import build_training_dataset  # noqa: E402
 from ptychotrace.infer.predict import predict  # noqa: E402
 from ptychotrace.model.network import NetworkConfig, PtychoNet, network_macs  # noqa: E402
 from ptychotrace.simulate import simulate  # noqa: E402
@@ -76,9 +77,12 @@ def run_one(scenario: str, variant: str, seed: int, args, ds, workdir: Path, log
             "simulation.base_total_images": args.base_total_images,
             "grouping.group_count": args.group_count,
             "training.early_stopping_patience": args.early_stopping,
-            "training.time_limit_s": args.time_limit}
+            "training.time_limit_s": args.time_limit, **corpus_overrides(args)}
     if args.lr is not None:
         over["training.lr"] = args.lr
+    for item in args.set:
+        key, _, value = item.partition("=")
+        over[key] = json.loads(value)
     cfg, _, _ = resolve_scenario(scenario, over)
     run_dir = workdir / f"{scenario}_{variant}_s{seed}_{args.tag}"
     stages, rows = set(args.stages), []
@@ -96,16 +100,23 @@ def run_one(scenario: str, variant: str, seed: int, args, ds, workdir: Path, log
             log(f"  {variant} s{seed} epoch {epoch} ({train_s[0]:.0f} s train): network-only "
                 f"P {sc['pearson']:.3f} SSIM {sc['ssim']:.3f} scale {sc['lsq_scale']:.3f}")
 
-    res = train(cfg, ds, run_dir, progress=False, hooks={"after_epoch": after_epoch}, log=log)
+    train_ds, manifest = ds, None
+    if cfg.corpus.enabled:
+        # Extra training data (data/corpus.py); the test split stays the scenario's.
+        train_ds, manifest = build_training_dataset(cfg, ds, run_dir / "corpus_cache", log=log)
+    res = train(cfg, train_ds, run_dir, progress=False, hooks={"after_epoch": after_epoch},
+                log=log)
     final = _score_model(run_dir, ds, cfg, "best", refine=not args.no_refine)
     hist = json.loads(Path(res.history_path).read_text())
     net_cfg = NetworkConfig.from_dict(load_model(run_dir).checkpoint["network"])
     log(f"{scenario} {variant} s{seed}: {res.status}, {res.epochs_completed} epochs, best epoch "
         f"{res.best_epoch}; network-only SSIM {final['network_only']['ssim']:.3f}"
         + (f", refined {final['refined']['ssim']:.3f}" if "refined" in final else ""))
-    return {"scenario": scenario, "variant": variant, "overrides": VARIANTS[variant], "seed": seed,
+    return {"scenario": scenario, "variant": variant, "overrides": VARIANTS[variant], "extra_overrides": list(args.set), "seed": seed,
             "base_total_images": args.base_total_images, "group_count": args.group_count,
-            "train_patterns": int(len(ds.indices("train"))), "batch_size": args.batch_size,
+            "train_patterns": int(len(train_ds.indices("train"))),
+            "corpus": None if manifest is None else manifest.model_dump(mode="json"),
+            "batch_size": args.batch_size,
             "nepochs": args.nepochs, "lr_schedule": args.lr_schedule, "lr": cfg.training.lr,
             "status": res.status, "epochs_completed": res.epochs_completed,
             "best_epoch": res.best_epoch, "best_val_loss": res.best_val_loss,
@@ -115,6 +126,20 @@ def run_one(scenario: str, variant: str, seed: int, args, ds, workdir: Path, log
             "macs": network_macs(net_cfg), "stages": rows, "final_best": final,
             "history": {k: hist["metrics"].get(k) for k in
                         ("loss", "val_loss", "lr", "pred_amp_cv", "epoch_seconds")}}
+
+
+def corpus_overrides(args) -> dict:
+    """The ``corpus.*`` overrides of the study's data flags (none: the scenario's split only)."""
+    over = {}
+    if args.train_dense_step is not None:
+        over["corpus.train_dense_step"] = args.train_dense_step
+    if args.train_extra_positions:
+        over["corpus.train_extra_positions"] = args.train_extra_positions
+    if args.corpus_count:
+        over.update({"corpus.count": args.corpus_count,
+                     "corpus.families": tuple(args.corpus_families),
+                     "corpus.patterns_per_object": args.corpus_patterns})
+    return over
 
 
 def throughput(variants: list[str], repeats: int = 3, batch: int = 32) -> list[dict]:
@@ -161,6 +186,15 @@ def main() -> int:
     ap.add_argument("--early-stopping", type=int, default=None,
                     help="patience in epochs on the validation loss (Poisson deviance)")
     ap.add_argument("--time-limit", type=float, default=None, help="training wall seconds per run")
+    ap.add_argument("--train-dense-step", type=float, default=None,
+                    help="extra raster scan of the training region at this step, px")
+    ap.add_argument("--train-extra-positions", type=int, default=0)
+    ap.add_argument("--corpus-count", type=int, default=0)
+    ap.add_argument("--corpus-families", nargs="+", default=["lines", "grf", "siemens", "texture"])
+    ap.add_argument("--corpus-patterns", type=int, default=512)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                    help="extra config overrides, e.g. training.merge_warmup_epochs=1")
+    ap.add_argument("--note", default="", help="machine note recorded with the results")
     ap.add_argument("--stages", nargs="+", type=int, default=[2, 5, 10])
     ap.add_argument("--no-refine", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
@@ -190,7 +224,7 @@ def main() -> int:
     ds, _ = simulate(cfg.simulation, scenario=args.scenario)
     out = Path(args.output)
     results = {"machine": {**describe_machine(), "load_average_start": os.getloadavg(),
-                           "note": "2-core VM shared with ~7 engineers' jobs: times are noisy"},
+                           "note": args.note},
                "args": vars(args), "command": " ".join(sys.argv), "runs": []}
     for seed in args.seeds:
         for variant in args.variants:

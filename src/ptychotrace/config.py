@@ -1,6 +1,7 @@
 """Validated, frozen run configuration and the sim-lines scenario presets.
 
-One ``RunConfig`` per run, built once from (scenario defaults -> stable profile -> file -> CLI
+One ``RunConfig`` per run, built once by :func:`resolve_config` from (scenario defaults -> stable
+profile, or a data file's :func:`dataset_base`, or a checkpoint's config -> file -> CLI
 overrides), serialised whole into ``run_metadata.json``. No module-level mutable state.
 Units: positions and sizes in pixels, doses in photons per pattern, phases in radians.
 """
@@ -117,17 +118,18 @@ class LossWeights(_Frozen):
 
 
 class TrainingConfig(_Frozen):
-    nepochs: int = Field(5, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    nepochs: int = Field(5, ge=1, description="training epochs")
+    batch_size: int = Field(16, ge=1, description="groups per optimizer step (per process under "
+                            "DDP)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
     lr_plateau_factor: float = Field(0.5, gt=0, lt=1)
     lr_plateau_patience: int = Field(2, ge=0)
     lr_floor: float = Field(1e-4, gt=0)
     early_stopping_patience: int | None = Field(None, ge=1)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     width: int = Field(1, ge=1, le=8, description="filter multiplier of the reference widths")
-    seed: int = 42
-    device: str = "auto"
+    seed: int = Field(42, description="training seed (weights, batches, validation split)")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps")
     loss_weights: LossWeights = LossWeights()
     contract: MeasurementContract = MeasurementContract.counts
     object_support: Literal["auto", "full", "central"] = Field(
@@ -431,6 +433,18 @@ def resolve_config(base: dict[str, Any] | RunConfig | None = None, *, scenario: 
         raise ConfigError(_describe_validation_error(exc)) from exc
     record = {"name": None, "defaults": {}, "applied": {}, "skipped": {}, "active": False}
     return config, record, []
+
+
+def dataset_base(metadata: dict[str, Any] | None, n: int) -> dict[str, Any]:
+    """:func:`resolve_config`'s ``base`` for a run on a data file (``run --data`` without a
+    scenario, and ``train --data``): the field defaults, the simulation settings the file records
+    (``metadata.simulation``: how it was made, e.g. its gridsize, which infer's compatibility
+    check reads too) and N from the data (px); scenario 'data'. The sim-lines presets and stable
+    profiles apply to simulations only."""
+    recorded = (metadata or {}).get("simulation")
+    sim = {k: v for k, v in (recorded if isinstance(recorded, dict) else {}).items()
+           if k in SimulationConfig.model_fields}
+    return {"scenario": "data", "simulation": {**sim, "N": int(n)}}
 
 
 def _describe_validation_error(exc: ValidationError) -> str:

@@ -4,7 +4,9 @@ Input: ``{name: run_dir}`` (``parse_scenario_args`` turns ``NAME=DIR`` arguments
 Per run it reads (field names of telemetry.md):
 
     run_metadata.json                     required (typed RunMetadata when it validates)
-    comparison_metrics.json               required (typed ComparisonRecord when it validates)
+    comparison_metrics.json               required (typed ComparisonRecord when it validates),
+                                          except for a run without a ground truth (its
+                                          run_metadata comparison block: available false)
     consistency/consistency.json          optional (typed ConsistencyRecord)
     intensity_stats.json                  optional
     train_outputs/history_summary.json    optional
@@ -162,12 +164,25 @@ def _read_json(name: str, path: Path, required: bool) -> tuple[Any, str | None]:
     return data, None
 
 
+def _without_truth(md: Mapping[str, Any], path: Path) -> bool:
+    """A run on data without a ground truth: its comparison block says ``available: false``
+    and it wrote no comparison_metrics.json (then that file is not required)."""
+    cmp = md.get("comparison") if isinstance(md, Mapping) else None
+    return isinstance(cmp, Mapping) and cmp.get("available") is False and not path.exists()
+
+
 def load_run(name: str, run_dir: str | Path) -> dict[str, Any]:
     """Read one run directory: {run_dir, run_metadata, comparison, <optional>..., absent_files}."""
     root = Path(run_dir)
     out: dict[str, Any] = {"run_dir": root, "absent_files": {}, "schema_notes": {}}
     for key, rel, schema in (("run_metadata", REQUIRED_FILES[0], RunMetadata),
                              ("comparison", REQUIRED_FILES[1], ComparisonRecord)):
+        if key == "comparison" and _without_truth(out["run_metadata"], root / rel):
+            # own data without a ground truth (scenarios/no_truth.py): no comparison_metrics.json;
+            # the run's comparison block says so, and no truth-based check is made from it
+            out[key] = dict(out["run_metadata"]["comparison"])
+            out["absent_files"][rel] = "no ground truth in the data (comparison.available false)"
+            continue
         raw, _ = _read_json(name, root / rel, True)
         # The typed records (records/) when the file matches them; a file that does not (an
         # older or hand-made run) is read as plain JSON and the mismatch is reported, not fatal.

@@ -80,4 +80,5 @@ def gather_evidence(s: Mapping[str, Any], md: Mapping[str, Any], cmp: Mapping[st
         recorded_predicted_ratio=predicted,
         recorded_measured_ratio=_ratio(mpp.get("test"), mpp.get("train")),
         nominal_photons=_num(dig(md, "dataset_scale_info", "nphotons")),
-        measured_train_photons=_num(mpp.get("train")), notes=notes)
+        measured_train_photons=_num(mpp.get("train")),
+        has_truth=not (isinstance(cmp, Mapping) and cmp.get("available") is False), notes=notes)

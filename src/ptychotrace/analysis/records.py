@@ -22,7 +22,7 @@ class RuleOutcome(_Record):
     """One rule of the decision procedure: what it checked and what it found."""
 
     rule: str
-    outcome: Literal["pass", "fault"]
+    outcome: Literal["pass", "fault", "not_assessed"]   # not_assessed: e.g. needs a ground truth
     detail: str
 
 

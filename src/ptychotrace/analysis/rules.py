@@ -85,10 +85,14 @@ class Evidence:
     recorded_measured_ratio: float | None = None   # test/train measured photons
     nominal_photons: float | None = None
     measured_train_photons: float | None = None
+    has_truth: bool = True                         # False: own data without a ground truth
     notes: list[str] = field(default_factory=list)
 
 
 Result = tuple[str, str, dict[str, Any], str] | None   # (stage, reason, evidence, next check)
+#: A rule's result when it cannot be assessed (it needs a ground truth the run does not have).
+NOT_ASSESSED = "not_assessed"
+NO_TRUTH = "not assessed: no ground truth in the data"
 Rule = tuple[str, str, Callable[[Evidence], tuple[str, Result]]]
 
 
@@ -228,6 +232,8 @@ def _inputs_without_truth(e: Evidence, c: ConsistencyRecord, m_nom: float | None
 
 
 def rule_labels(e: Evidence):
+    if not e.has_truth:
+        return f"labels vs truth {NO_TRUTH}", NOT_ASSESSED
     g = e.label_gap_pct
     if g is not None and abs(g) > LIMITS["label_gap_pct"]:
         used = ("used by the loss" if e.label_terms_active else
@@ -287,11 +293,16 @@ def rule_model(e: Evidence):
                          "truth's amplitude although the inputs are consistent", ev,
                          "the model's amplitude scale (dose scale in the checkpoint, "
                          "prediction scale applied in evaluation)")
+    if not e.has_truth:   # contrast and deviance checked on their own; no truth to scale to
+        return (f"network contrast (std/mean) {_g(ev.get('network_contrast'))}, final explains "
+                f"{_g(expl)} vs flat; scale against the truth {NO_TRUTH}"), None
     return (f"network contrast {_g(ev.get('contrast_ratio'))} of the truth's, final explains "
             f"{_g(expl)} vs flat, scale {_g(scale)}"), None
 
 
 def rule_frame(e: Evidence):
+    if not e.has_truth:
+        return f"evaluation frame (registration to the truth) {NO_TRUTH}", NOT_ASSESSED
     if e.shift_px is None or e.shift_refused:
         return "no registration shift" if e.shift_px is None else "shift refused", None
     mag = math.hypot(*e.shift_px)
@@ -339,8 +350,9 @@ def decide(e: Evidence) -> Verdict:
     trace: list[RuleOutcome] = []
     for name, rule in RULES:
         checked, fault = rule(e)
-        if fault is None:
-            trace.append(RuleOutcome(rule=name, outcome="pass", detail=checked))
+        if fault is None or fault == NOT_ASSESSED:
+            trace.append(RuleOutcome(rule=name, outcome="pass" if fault is None else NOT_ASSESSED,
+                                     detail=checked))
             continue
         stage, reason, evidence, next_check = fault
         trace.append(RuleOutcome(rule=name, outcome="fault", detail=reason))
@@ -348,8 +360,18 @@ def decide(e: Evidence) -> Verdict:
                        evidence=_clean(evidence), next_check=next_check, trace=trace,
                        notes=list(e.notes))
     parity = next((t.detail for t in trace if t.rule == "split_parity"), "")
+    skipped = [STAGE_LABELS.get(t.rule, t.rule) for t in trace if t.outcome == NOT_ASSESSED]
+    head = ("every check passed" if not skipped else "every check that needs no ground truth "
+            f"passed ({', '.join(skipped)} not assessed: no ground truth)")
+    fin = e.consistency.final if e.consistency else None
+    if not e.has_truth and fin is not None and fin.normalised_median is not None:
+        # Without a truth the final deviance is the only test of the inputs, and it cannot
+        # separate model error from an input fault: say how far from shot noise it is.
+        head += (f"; the reconstruction leaves normalised deviance {_g(fin.normalised_median)} "
+                 "(median; 1 = shot noise): above about 2, model error and an input fault "
+                 "(probe, positions) cannot be told apart without a ground truth")
     return Verdict(healthy=True, stage="healthy", label="healthy",
-                   reason="every check passed" + (f"; {parity}" if parity else ""),
+                   reason=head + (f"; {parity}" if parity else ""),
                    evidence={}, next_check=None, trace=trace, notes=list(e.notes))
 
 

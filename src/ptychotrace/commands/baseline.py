@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
                     "CDTools with the optional 'baseline' extra). Writes amplitude.npy / "
                     "phase.npy (float32, object frame), coverage.npy, illumination.npy, PNGs, "
                     "stats.json, and comparison_metrics.json when the file holds a ground truth.")
-    p.add_argument("--data", required=True, help="dataset .npz")
+    p.add_argument("--data", required=True, help="data file: NPZ (ptychotrace or PtychoPINN), CXI, "
+                                                 "ptychodus diffraction.h5 (see the data-file flags)")
     p.add_argument("--output-dir", required=True, help="output directory (must not exist or be "
                                                          "empty unless --force)")
     add_config_flags(p, {"baseline": ""}, title="baseline (config section 'baseline')")
@@ -30,21 +31,22 @@ def add_parser(sub) -> None:
                    help="central M x M window that defines the covered region (as the PINN's)")
     p.add_argument("--threads", type=positive_int,
                    help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
-    p.add_argument("--measurement-domain", choices=["counts", "amplitude"],
-                   help="domain of diff3d for files without metadata")
     p.add_argument("--force", action="store_true",
                    help="move an existing non-empty output directory aside (nothing is deleted)")
     p.add_argument("--no-progress", action="store_true")
+    from .inspect import add_load_flags
+
+    add_load_flags(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import BaselineConfig, ConfigError
-    from ..data.dataset import file_sha256, load_dataset
+    from ..data.dataset import file_sha256
     from ..format import format_value
     from ..records.baseline import DatasetRef
     from ..stages.baseline import run_baseline
-    from .common import progress_bar
+    from .common import load_data_from_args, progress_bar
 
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = BaselineConfig(**given)
     except ValueError as exc:
         raise ConfigError(f"baseline flags: {exc}") from exc
-    ds = load_dataset(args.data, measurement_domain=args.measurement_domain)
+    ds, _ = load_data_from_args(args)     # every format; refused before anything is written
     if args.threads:
         import torch
 
@@ -82,4 +84,7 @@ def run(args: argparse.Namespace) -> int:
         a = outcome.comparison.amplitude
         print(f"  evaluated region (covered & illuminated): amplitude pearson "
               f"{format_value(a.pearson_r)}, ssim {format_value(a.ssim)}")
+    else:
+        print("  no ground truth in the data: nothing to compare against (stats.json "
+              "'comparison' is null)")
     return 0

@@ -49,3 +49,35 @@ def progress_bar(description: str, enabled: bool = True):
             prog.update(task, completed=done, total=total)
 
         yield update
+
+
+def given_n(args: argparse.Namespace) -> int | None:
+    """The --N the user gave (config field simulation.N; None where not given or not a flag)."""
+    return getattr(args, "cfg__simulation__N", None)
+
+
+def check_n(args: argparse.Namespace, n: int) -> None:
+    """A given --N that disagrees with the data's pattern size ``n`` (px) is an error."""
+    wanted = given_n(args)
+    if wanted is not None and wanted != n:
+        raise ValueError(f"--N {wanted} but the data's patterns are {n} px (N comes from the "
+                         "data; use --crop N to crop a CXI/ptychodus detector)")
+
+
+def load_data_from_args(args: argparse.Namespace, data: str | None = None):
+    """(Dataset, Geometry) of ``--data`` (or ``data``) through ``ptychotrace.io.load_data``, the
+    one loading function of every format (NPZ and its PtychoPINN variants, CXI, ptychodus), with
+    the data-file flags of :func:`ptychotrace.commands.inspect.add_load_flags` (detector
+    preparation, mask, probe scaling, what the file lacks) and the --N check. Raises a ValueError
+    (exit status 2) naming the file, key or flag; reads only, writes nothing."""
+    from pathlib import Path
+
+    from ..io import load_data
+    from .inspect import load_options_from
+
+    path = Path(data if data is not None else args.data)
+    if not path.is_file():
+        raise FileNotFoundError(f"--data: no such file: {path}")
+    ds, geom = load_data(path, load_options_from(args))
+    check_n(args, ds.patch_size)
+    return ds, geom

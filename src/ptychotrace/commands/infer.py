@@ -16,13 +16,17 @@ def add_parser(sub) -> None:
                                    "stats.json; with a ground truth in the dataset also "
                                    "comparison_metrics.json, by the same evaluation as 'run'.")
     p.add_argument("--model", required=True, help="run dir, train_outputs/ dir or checkpoint file")
-    p.add_argument("--data", required=True, help="dataset .npz")
+    p.add_argument("--data", required=True, help="data file: NPZ (ptychotrace or PtychoPINN), CXI, "
+                                                 "ptychodus diffraction.h5 (see the data-file "
+                                                 "flags); its N must be the model's")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     add_config_flags(p, {"inference": "", "evaluation": ""},
                      title="inference and evaluation (default: the model's run settings)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--measurement-domain", choices=["counts", "amplitude"])
+    from .inspect import add_load_flags
+
+    add_load_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -36,23 +40,58 @@ def inference_settings(ckpt: dict, args: argparse.Namespace):
     return cfg.inference, cfg.evaluation
 
 
-def write_without_truth(out: Path, pred) -> dict:
-    """A prediction of data without ground truth: the arrays, masked PNGs and stats.json."""
-    from ..stages.reconstruction import write_object
+def write_without_truth(out: Path, pred, ds=None) -> dict:
+    """A prediction of data without ground truth: the arrays, masked PNGs and stats.json, whose
+    ``comparison`` block says there is no truth (as ``run``'s: scenarios/no_truth.py)."""
+    from ..scenarios.no_truth import NO_TRUTH_REASON
+    from ..stages.reconstruction import object_pixel_size_m, write_object
     from ..telemetry.writers import write_json, write_npy
 
-    write_object(out, pred.amplitude, pred.phase, pred.covered, "predicted")
+    write_object(out, pred.amplitude, pred.phase, pred.covered, "predicted (no ground truth)",
+                 pixel_size_m=None if ds is None else object_pixel_size_m(ds))   # scale bar
     write_npy(out / "coverage_weight.npy", pred.weight)
-    stats = {"prediction": pred.stats(), "comparison": None,
-             "comparison_note": "the dataset has no ground truth (objectGuess)"}
+    stats = {"prediction": pred.stats(), "coverage_fraction": float(pred.covered.mean()),
+             "comparison": {"available": False, "reason": NO_TRUTH_REASON}}
     write_json(out / "stats.json", stats)
     return stats
+
+
+class _Blocks:
+    """Collects what ``record_run_consistency`` records (a run's recorder interface)."""
+
+    def __init__(self):
+        self.blocks: dict = {}
+        self.artifacts: list[str] = []
+
+    def set_block(self, name: str, value) -> None:
+        self.blocks[name] = value
+
+    def add_artifact(self, rel) -> None:
+        self.artifacts.append(str(rel))
+
+
+def write_consistency(out: Path, ds, pred, model) -> dict:
+    """The data-consistency record (consistency/consistency.json, as in a run: how well the
+    reconstruction explains the measured counts, with or without a truth); its summary block is
+    added to stats.json."""
+    import json
+
+    from ..evaluate.consistency_record import record_run_consistency
+    from ..stages.evaluate import activation_bound
+    from ..telemetry.writers import write_json
+
+    rec = _Blocks()
+    record_run_consistency(rec, out, ds, pred, activation_bound(model))
+    block = rec.blocks["data_consistency"]
+    stats_path = out / "stats.json"
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    write_json(stats_path, {**stats, "data_consistency": block})
+    return block
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..data.dataset import load_dataset
     from ..format import format_value
     from ..infer.predict import predict
     from ..stages.prediction import evaluate_and_write
@@ -60,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from ..train.checkpoint import load_model
     from ..train.distributed import resolve_device
     from ..train.model_card import check_compatible
+    from .common import load_data_from_args
 
     model = load_model(args.model, resolve_device(args.device), which=args.checkpoint)
-    ds = load_dataset(args.data, measurement_domain=args.measurement_domain)
+    ds, _ = load_data_from_args(args)          # every format; refused before anything is written
     check_compatible(model.checkpoint, ds, data_label=str(args.data))  # refuses before writing
     inf, ev = inference_settings(model.checkpoint, args)
     pred = predict(model, ds, inf)
@@ -74,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     if ds.obj is not None:
         cmp = evaluate_and_write(model, pred, ds, ev, out, out).comparison
     else:
-        write_without_truth(out, pred)
+        write_without_truth(out, pred, ds)
+    dc = write_consistency(out, ds, pred, model)
     print(f"wrote {out}: {pred.n_patterns} patterns from {pred.n_groups} groups, coverage "
           f"{format_value(pred.coverage_fraction, digits=3)}, "
           f"{format_value(pred.patterns_per_second, digits=3)} patterns/s")
@@ -83,4 +124,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  evaluated region: amplitude pearson {format_value(a.pearson_r)}, ssim "
               f"{format_value(a.ssim)}, mae {format_value(a.mae)}, least-squares scale "
               f"{format_value(ls.value if ls else None)} (comparison_metrics.json)")
+    else:
+        print("  no ground truth in the data: nothing to compare against (stats.json "
+              "'comparison')")
+    final = dc.get("final") or {}
+    print(f"  data consistency: median normalised deviance "
+          f"{format_value(final.get('normalised_median'))} ({dc['path']})")
     return 0

@@ -11,12 +11,52 @@ from .flags import add_config_flags, overrides_from_flags
 #: Config sections with a flag per field in ``run`` (and ``sweep``), {section: flag prefix}.
 RUN_SECTIONS = {"simulation": "", "grouping": "", "training": "", "inference": "",
                 "evaluation": ""}
+#: The simulation fields ``train`` has flags for (the rest describe how data are simulated).
+TRAIN_SIMULATION_FIELDS = ("N", "gridsize")
+
+
+def add_aliases(p: argparse.ArgumentParser) -> None:
+    """Historical names of config flags (``run``, ``sweep`` and ``train``)."""
+    from .common import positive_float
+
+    alias = p.add_argument_group("aliases")
+    alias.add_argument("--probe-big", dest="cfg__training__object_support", action="store_const",
+                       const="full", help="= --object-support full (the full N x N patch)")
+    alias.add_argument("--no-probe-big", dest="cfg__training__object_support",
+                       action="store_const", const="central",
+                       help="= --object-support central (the central N/2 region)")
+    alias.add_argument("--time-limit", dest="cfg__training__time_limit_s", type=positive_float,
+                       metavar="SECONDS", help="= --time-limit-s (recorded in the saved config)")
+
+
+def add_corpus_config_flags(p: argparse.ArgumentParser) -> None:
+    """Config section 'corpus': train's named flags (commands/train.py), the other fields
+    generated."""
+    from .train import CORPUS_FLAGS, add_corpus_flags
+
+    add_corpus_flags(p)
+    add_config_flags(p, {"corpus": "corpus-"}, exclude=set(CORPUS_FLAGS.values()),
+                     title="corpus (more fields of config section 'corpus')")
+
+
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """``train``'s config flags: every field that changes a training result (sections grouping,
+    training, corpus; of simulation N, checked against the data, and gridsize), generated as in
+    ``run``, so both accept the same training and corpus flags under the same names."""
+    from ..config import SimulationConfig
+
+    add_aliases(p)
+    keep = {f"simulation.{f}" for f in TRAIN_SIMULATION_FIELDS}
+    add_config_flags(p, {"simulation": ""}, title="data (config section 'simulation')",
+                     exclude={f"simulation.{f}" for f in SimulationConfig.model_fields} - keep)
+    add_config_flags(p, {"grouping": "", "training": ""})
+    add_corpus_config_flags(p)
 
 
 def add_run_flags(p: argparse.ArgumentParser, with_baseline: bool = False,
                   scenario_required: bool = True) -> None:
     """Every flag of ``run`` (``sweep`` accepts the same and passes them to each run): one per
-    config field (commands.flags), plus the scenario, the inputs and two historical aliases."""
+    config field (commands.flags), plus the scenario, the inputs and the historical aliases."""
     from ..config import SCENARIOS
 
     p.add_argument("--scenario", required=scenario_required, choices=sorted(SCENARIOS),
@@ -28,22 +68,36 @@ def add_run_flags(p: argparse.ArgumentParser, with_baseline: bool = False,
     io.add_argument("--config", help="YAML/TOML/JSON file of settings (sections as in "
                                      "run_metadata.json 'config'); flags override it")
     io.add_argument("--quiet", action="store_true", help="no progress display")
-    alias = p.add_argument_group("aliases")
-    alias.add_argument("--probe-big", dest="cfg__training__object_support", action="store_const",
-                       const="full", help="= --object-support full (the full N x N patch)")
-    alias.add_argument("--no-probe-big", dest="cfg__training__object_support",
-                       action="store_const", const="central",
-                       help="= --object-support central (the central N/2 region)")
+    add_aliases(p)
     sections = dict(RUN_SECTIONS)
     if with_baseline:
         sections["baseline"] = "baseline-"
     add_config_flags(p, sections)
-    # corpus: train's named flags (commands/train.py), the other corpus fields generated
-    from .train import CORPUS_FLAGS, add_corpus_flags
+    add_corpus_config_flags(p)
 
-    add_corpus_flags(p)
-    add_config_flags(p, {"corpus": "corpus-"}, exclude=set(CORPUS_FLAGS.values()),
-                     title="corpus (more fields of config section 'corpus')")
+
+def flag_overrides(args: argparse.Namespace) -> dict:
+    """Dotted config overrides of the config flags given (generated and named corpus flags)."""
+    from .common import overrides_from
+    from .train import CORPUS_FLAGS
+
+    return {**overrides_from_flags(args), **overrides_from(args, CORPUS_FLAGS)}
+
+
+def resolve_for_data(ds, overrides: dict, file_values: dict | None = None):
+    """(RunConfig, profile record, warnings) of a run on the data file ``ds`` without a scenario
+    (``run --data`` and ``train --data``): config.dataset_base (field defaults, the file's
+    recorded simulation settings, N from the data) < config file < flags, by the one resolve
+    function, config.resolve_config."""
+    from ..config import dataset_base, resolve_config
+
+    n = ds.patch_size
+    config, profile, warnings = resolve_config(dataset_base(ds.metadata, n),
+                                               file_values=file_values,
+                                               overrides={**overrides, "simulation.N": n})
+    profile = {**profile, "note": "own data (--data without --scenario): sim-lines defaults "
+                                  "apply to simulation only; N from the data"}
+    return config, profile, warnings
 
 
 def add_parser(sub) -> None:
@@ -68,43 +122,29 @@ def request_from_args(args: argparse.Namespace, output_dir: Path, scenario: str 
     from ..scenarios.runner import RunRequest
 
     file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
-    from .common import overrides_from
-    from .train import CORPUS_FLAGS
-
-    overrides = {**overrides_from_flags(args), **overrides_from(args, CORPUS_FLAGS),
-                 **(extra_overrides or {})}
+    overrides = {**flag_overrides(args), **(extra_overrides or {})}
     scenario = scenario or getattr(args, "scenario", None)
-    data_options: dict = {}
-    if getattr(args, "data", None) and getattr(args, "handler", None) is run:
-        from ..io import pattern_size
+    dataset, data_options = None, {}
+    if getattr(args, "data", None):
+        # the one loading path of train/infer/baseline/run (commands.common): every format, the
+        # data-file flags, the --N check; refused here, before the run directory is made
+        from .common import load_data_from_args
         from .inspect import load_options_from
 
-        opts = load_options_from(args)
-        data_options = opts.model_dump(exclude_defaults=True)
-        if not Path(args.data).is_file():
-            raise FileNotFoundError(f"--data: no such file: {args.data}")
-        n = pattern_size(args.data, opts)
-        if overrides.get("simulation.N", n) != n:
-            raise ValueError(f"--N {overrides['simulation.N']} but the data's patterns are {n} px "
-                             "(use --crop N to crop the detector)")
-        overrides["simulation.N"] = n
+        dataset, _ = load_data_from_args(args)
+        data_options = load_options_from(args).model_dump(exclude_defaults=True)
     if scenario is None:
-        if not getattr(args, "data", None):
+        if dataset is None:
             raise ValueError("give --scenario NAME (a simulation) or --data FILE (own data)")
-        # own data: the sim-lines presets do not apply; gs1 grouping/training defaults, no profile
-        config, profile, warnings = resolve_scenario("gs1_ideal", overrides, file_values,
-                                                     use_profile=False)
-        config = config.model_copy(update={"scenario": "data"})
-        profile = {**profile, "note": "own data (--data without --scenario): sim-lines "
-                                      "defaults apply to simulation only; N from the data"}
+        config, profile, warnings = resolve_for_data(dataset, overrides, file_values)
     else:
+        if dataset is not None:
+            overrides["simulation.N"] = dataset.patch_size
         config, profile, warnings = resolve_scenario(scenario, overrides, file_values)
     cli_args = cli_record(args)
     data = Path(args.data) if getattr(args, "data", None) else None
-    if data is not None and not data.is_file():
-        raise FileNotFoundError(f"--data: no such file: {data}")
     return RunRequest(config=config, output_dir=Path(output_dir), profile=profile, cli_args=cli_args,
-                      warnings=warnings, data_path=data, data_options=data_options,
+                      warnings=warnings, data_path=data, data_options=data_options, dataset=dataset,
                       force=bool(getattr(args, "force", False)),
                       progress=not getattr(args, "quiet", False))
 
@@ -141,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"  amplitude pearson {format_value(amp['pearson_r'])}, ssim "
               f"{format_value(amp['ssim'])} (evaluated region)")
-    print(f"  look at: {out}/{req.config.scenario}_comparison_summary.md, {out}/comparison.png, "
+    images = ("inference_outputs/amplitude.png" if cmp.get("available") is False
+              else "comparison.png")     # no truth: no comparison figure (scenarios/no_truth.py)
+    print(f"  look at: {out}/{req.config.scenario}_comparison_summary.md, {out}/{images}, "
           f"{out}/intensity_stats.md, {out}/run_metadata.json")
     return 0

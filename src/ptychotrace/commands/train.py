@@ -1,4 +1,5 @@
-"""``ptychotrace train``: train the PINN on the training split of a dataset NPZ."""
+"""``ptychotrace train``: train the PINN on the training split of a data file (every format
+``ptychotrace.io.load_data`` reads)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,6 @@ import json
 from pathlib import Path
 
 from .common import positive_float, positive_int
-
-#: CLI flag (dest) -> dotted config path.
-TRAIN_FLAGS = {
-    "nepochs": "training.nepochs", "batch_size": "training.batch_size", "lr": "training.lr",
-    "width": "training.width", "seed": "training.seed", "device": "training.device",
-    "gridsize": "simulation.gridsize", "group_count": "grouping.group_count",
-    "contract": "training.contract", "validation_fraction": "training.validation_fraction",
-    "early_stopping_patience": "training.early_stopping_patience",
-    "object_support": "training.object_support",
-    "time_limit": "training.time_limit_s",   # changes the result: recorded in the saved config
-}
 
 #: Training-corpus flags (dest) -> dotted config path (shared with ``run``).
 CORPUS_FLAGS = {
@@ -59,29 +49,19 @@ def add_parser(sub) -> None:
                                    "the dataset's physical probe). Writes train_outputs/ (history, "
                                    "history_summary, checkpoints/best.pt and last.pt) under "
                                    "--output-dir. Runs unchanged under torchrun (DDP).")
-    p.add_argument("--data", required=True, help="dataset .npz (ptychotrace contract)")
+    p.add_argument("--data", required=True, help="data file: NPZ (ptychotrace or PtychoPINN), CXI, "
+                                                 "ptychodus diffraction.h5 (see the data-file "
+                                                 "flags); N comes from the data")
     p.add_argument("--output-dir", required=True, help="run directory")
-    p.add_argument("--config", help="YAML/TOML/JSON file of settings (sections as in run_metadata)")
-    p.add_argument("--nepochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int, help="groups per step (per process under DDP)")
-    p.add_argument("--lr", type=positive_float)
-    p.add_argument("--width", type=positive_int, help="filter multiplier (1 = 32/64/128)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
-    p.add_argument("--gridsize", type=positive_int, help="default: the dataset's simulation value")
-    p.add_argument("--group-count", type=positive_int)
-    p.add_argument("--validation-fraction", type=float)
-    p.add_argument("--early-stopping-patience", type=positive_int)
-    p.add_argument("--object-support", choices=["auto", "full", "central"])
-    p.add_argument("--contract", choices=["counts", "legacy_v1"],
-                   help="measurement contract (default counts)")
-    p.add_argument("--time-limit", type=positive_float, help="stop after the epoch crossing this "
-                                                              "many seconds")
+    p.add_argument("--config", help="YAML/TOML/JSON file of settings (sections as in "
+                                     "run_metadata.json 'config'); flags override it")
     p.add_argument("--resume", help="run dir or checkpoint to continue from (its last.pt)")
-    p.add_argument("--measurement-domain", choices=["counts", "amplitude"],
-                   help="for NPZ files without metadata")
     p.add_argument("--no-progress", action="store_true")
-    add_corpus_flags(p)
+    from .inspect import add_load_flags
+    from .run import add_training_flags
+
+    add_training_flags(p)   # the training/corpus flags of 'run', generated from the config
+    add_load_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -89,41 +69,24 @@ def add_parser(sub) -> None:
 CORPUS_CACHE = "corpus_cache"
 
 
-def config_for_dataset(ds, overrides: dict, file_values: dict | None = None):
-    """RunConfig for training on ``ds``: the dataset's recorded simulation/scenario settings,
-    then a config file, then CLI overrides."""
-    from ..config import RunConfig, SimulationConfig, _nest
+def config_from_args(args: argparse.Namespace, ds):
+    """The RunConfig ``train`` uses on ``ds``: exactly what ``run --data`` resolves for the same
+    flags (commands.run.resolve_for_data: dataset base < config file < flags)."""
+    from ..config import load_config_file
+    from .run import flag_overrides, resolve_for_data
 
-    meta = ds.metadata or {}
-    sim = dict(meta.get("simulation") or {})
-    sim = {k: v for k, v in sim.items() if k in SimulationConfig.model_fields}
-    sim["N"] = ds.patch_size
-    flat = {f"simulation.{k}": v for k, v in sim.items()}
-    scenario = meta.get("scenario")
-    if scenario:
-        from ..config import _SHARED, PROFILES, SCENARIOS
-
-        if scenario in SCENARIOS:
-            base = {**_SHARED, **SCENARIOS[scenario], **PROFILES.get(scenario, {})}
-            flat = {**{k: v for k, v in base.items() if not k.startswith("simulation.")}, **flat}
-    flat.update(file_values or {})
-    flat.update(overrides)
-    flat["scenario"] = scenario or "custom"
-    return RunConfig.model_validate(_nest(flat))
+    file_values = load_config_file(args.config) if args.config else {}
+    return resolve_for_data(ds, flag_overrides(args), file_values)[0]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config_file
-    from ..data.dataset import load_dataset
     from ..telemetry.writers import write_json
     from ..train.model_card import write_card_for_training
     from ..train.trainer import TRAIN_OUTPUTS, train
-    from .common import overrides_from
+    from .common import load_data_from_args
 
-    ds = load_dataset(args.data, measurement_domain=args.measurement_domain)
-    file_values = load_config_file(args.config) if args.config else {}
-    config = config_for_dataset(ds, overrides_from(args, {**TRAIN_FLAGS, **CORPUS_FLAGS}),
-                                file_values)
+    ds, _ = load_data_from_args(args)
+    config = config_from_args(args, ds)
     out = Path(args.output_dir)
     if not args.resume and (out / TRAIN_OUTPUTS / "checkpoints").exists():
         raise FileExistsError(f"{out} already holds a trained model; use --resume {out} or "
@@ -134,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
         train_ds, manifest = build_training_dataset(config, ds, out / CORPUS_CACHE)
     write_json(out / TRAIN_OUTPUTS / "config.json", config.to_dict())
-    result = train(config, train_ds, out, resume=args.resume, progress=not args.no_progress,
-                   time_limit_s=args.time_limit)
+    result = train(config, train_ds, out, resume=args.resume, progress=not args.no_progress)
+    # (the time limit is config.training.time_limit_s, saved above: it changes the result)
     card = write_card_for_training(config, train_ds, result.to_dict(), out, args.data, manifest)
     if card:
         print(f"model card: {card} (and {card.with_suffix('.md').name})")

@@ -1,7 +1,9 @@
 """Physics-consistent refinement of the stitched object on the test data, stopped by a photon
 hold-out (see :func:`refine_object`). Defaults are InferenceConfig's (defined once there).
-refine_object is long (its passes are closures over one problem); splitting it into a class
-is left for later (issue #15)."""
+
+:func:`refine_object` is the entry point; :class:`_Refinement` holds one problem (the start canvas,
+the fitted and held-out photons, the probe) and its named passes: one forward pass over all
+patterns, a replay of step segments, the hold-out fit with back-offs, and the run that records."""
 
 from __future__ import annotations
 
@@ -61,71 +63,98 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
 
     ``holdout`` = 0, or non-integer counts (recorded in ``holdout_note``), gives exactly the plain
     ``steps`` steps on all photons (the behaviour before the hold-out existed): no early stop, no
-    low-pass. ``seed`` drives the thinning only."""
-    n = counts.shape[-1]
-    pad = required_pad(n)
-    counts = np.ascontiguousarray(counts, dtype=np.float32)
-    mask = None
-    if valid is not None:
-        # ``valid`` (N, N) bool, True = measured: masked pixels leave every sum below; 0 here only
-        # keeps their values out of the hold-out decision and the thinning's random draws
-        counts = np.where(valid, counts, np.float32(0))
-        mask = torch.as_tensor(np.asarray(valid, bool))
-    reason = holdout_reason(counts, holdout)
-    start = np.where(covered_init, init, np.complex64(fill)).astype(np.complex64)
-    xs = torch.as_tensor(xcoords + pad)
-    ys = torch.as_tensor(ycoords + pad)
-    all_counts = torch.as_tensor(counts)
-    if reason is None:
-        fit_np, held_np = split_photons(counts, holdout, seed)
-        fit, held = torch.as_tensor(fit_np), torch.as_tensor(held_np)
-        fit_probe = probe * math.sqrt(1.0 - holdout)
-        fit_mean = mean_counts * (1.0 - holdout)
-        ratio = holdout / (1.0 - holdout)         # E[held-out] / E[fitted]
-    else:
-        fit, held, fit_probe, fit_mean, ratio = all_counts, None, probe, mean_counts, 0.0
-    n_pix = float(counts.size if mask is None else counts.shape[0] * int(mask.sum()))
+    low-pass. ``seed`` drives the thinning only. ``valid`` (N, N) bool, True = measured: masked
+    pixels leave every likelihood sum."""
+    problem = _Refinement(init, covered_init, probe, counts, xcoords, ycoords, mean_counts, fill,
+                          batch_size, holdout=holdout, seed=seed, valid=valid)
+    return problem.run(int(steps), lr, patience=patience, refit=refit, smooth=smooth,
+                       backoffs=backoffs)
 
-    def new_param():
-        canvas = pad_canvas(torch.as_tensor(start), pad, value=fill).clone()
+
+class _Refinement:
+    """One refinement problem: the start canvas, the photons (fitted / held out), the probe."""
+
+    def __init__(self, init, covered_init, probe, counts, xcoords, ycoords, mean_counts, fill,
+                 batch_size, *, holdout, seed, valid):
+        n = counts.shape[-1]
+        self.n, self.pad, self.fill, self.batch_size = n, required_pad(n), fill, batch_size
+        self.shape = init.shape
+        counts = np.ascontiguousarray(counts, dtype=np.float32)
+        self.mask = None
+        if valid is not None:
+            # masked pixels leave every sum below; 0 here only keeps their values out of the
+            # hold-out decision and the thinning's random draws
+            counts = np.where(valid, counts, np.float32(0))
+            self.mask = torch.as_tensor(np.asarray(valid, bool))
+        self.reason = holdout_reason(counts, holdout)
+        self.start = np.where(covered_init, init, np.complex64(fill)).astype(np.complex64)
+        self.xs = torch.as_tensor(xcoords + self.pad)
+        self.ys = torch.as_tensor(ycoords + self.pad)
+        self.all_counts, self.probe, self.mean_counts = torch.as_tensor(counts), probe, mean_counts
+        self.holdout, self.seed = holdout, seed
+        if self.reason is None:
+            fit_np, held_np = split_photons(counts, holdout, seed)
+            self.fit, self.held = torch.as_tensor(fit_np), torch.as_tensor(held_np)
+            self.fit_probe = probe * math.sqrt(1.0 - holdout)
+            self.fit_mean = mean_counts * (1.0 - holdout)
+            self.ratio = holdout / (1.0 - holdout)         # E[held-out] / E[fitted]
+        else:
+            self.fit, self.held, self.fit_probe, self.fit_mean, self.ratio = (
+                self.all_counts, None, probe, mean_counts, 0.0)
+        self.n_pix = float(counts.size if self.mask is None
+                           else counts.shape[0] * int(self.mask.sum()))
+
+    @property
+    def scored(self) -> bool:
+        """Whether a photon hold-out scores the iterates."""
+        return self.held is not None
+
+    def new_param(self) -> torch.nn.Parameter:
+        canvas = pad_canvas(torch.as_tensor(self.start), self.pad, value=self.fill).clone()
         return torch.nn.Parameter(torch.view_as_real(canvas).clone())
 
-    def one_pass(param, cts, p, mc, grad, score):
+    def one_pass(self, param, cts, p, mc, grad: bool, score: bool) -> tuple[float, float]:
         """Fit loss over all patterns at the current object (its gradient accumulated into
         param when grad) and the held-out deviance per detector pixel (when score)."""
-        total, held_sum = 0.0, 0.0
-        for s in range(0, len(xs), batch_size):
-            sl = slice(s, s + batch_size)
+        total, held_sum, m = 0.0, 0.0, len(self.xs)
+        for s in range(0, m, self.batch_size):
+            sl = slice(s, s + self.batch_size)
             with torch.set_grad_enabled(grad):
                 lam = expected_counts(p, extract_patches(torch.view_as_complex(param),
-                                                         xs[sl], ys[sl], n))
-                loss = poisson_nll(lam, cts[sl], mc, mask).sum() / len(xs)
+                                                         self.xs[sl], self.ys[sl], self.n))
+                loss = poisson_nll(lam, cts[sl], mc, self.mask).sum() / m
                 if grad:
                     loss.backward()
             total += float(loss.detach())
             if score:
-                held_sum += float(poisson_nll(lam.detach() * ratio, held[sl], 1.0, mask).sum())
-        return total, held_sum / n_pix
+                held_sum += float(poisson_nll(lam.detach() * self.ratio, self.held[sl], 1.0,
+                                              self.mask).sum())
+        return total, held_sum / self.n_pix
 
-    def replay(path, cts, p, mc):
+    def replay(self, path, cts, p, mc) -> tuple[torch.Tensor, list[float]]:
         """The object after the given segments [(steps, Adam lr)] from the start, on cts, and the
         fit loss before each step."""
-        param = new_param()
+        param = self.new_param()
         losses = []
         for n_steps, seg_lr in path:
             opt = torch.optim.Adam([param], lr=seg_lr)
             for _ in range(n_steps):
                 opt.zero_grad(set_to_none=True)
-                losses.append(one_pass(param, cts, p, mc, True, False)[0])
+                losses.append(self.one_pass(param, cts, p, mc, True, False)[0])
                 opt.step()
         return torch.view_as_complex(param.detach()), losses
 
-    def fit_with_holdout(max_steps):
+    def held_deviance(self, canvas) -> float:
+        """Mean Poisson half-deviance of the held-out photons per detector pixel at canvas."""
+        return self.one_pass(torch.view_as_real(canvas), self.fit, self.fit_probe, self.fit_mean,
+                             False, True)[1]
+
+    def fit_with_holdout(self, max_steps, lr, patience, backoffs):
         """Adam steps on the fitted photons, scored on the held-out ones, with early stopping
         and back-offs. Returns (best object, its path, held-out history, fit losses, stop
         reason, back-offs used)."""
-        param = new_param()
-        seg_lr = lr * fill
+        param = self.new_param()
+        seg_lr = lr * self.fill
         opt = torch.optim.Adam([param], lr=seg_lr)
         losses: list[float] = []
         held_hist: list[float] = []
@@ -137,7 +166,8 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
         while True:
             can_step = taken < max_steps
             opt.zero_grad(set_to_none=True)
-            total, held_dev = one_pass(param, fit, fit_probe, fit_mean, can_step, True)
+            total, held_dev = self.one_pass(param, self.fit, self.fit_probe, self.fit_mean,
+                                            can_step, True)
             held_hist.append(held_dev)
             if held_dev < best_held:
                 best_held, last_event = held_dev, len(held_hist) - 1
@@ -165,46 +195,45 @@ def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tenso
             best = param.detach().clone()
         return torch.view_as_complex(best), best_path, held_hist, losses, stop, used
 
-
-    def held_deviance(canvas):
-        """Mean Poisson half-deviance of the held-out photons per detector pixel at canvas."""
-        return one_pass(torch.view_as_real(canvas), fit, fit_probe, fit_mean, False, True)[1]
-
-    scored = held is not None
-    sigma, smooth_scores = 0.0, []
-    if scored:
-        final, path, held_hist, losses, stop, used = fit_with_holdout(int(steps))
-        if smooth:
-            sigma, smooth_scores = choose_smoothing(final, held_deviance)
-    else:                                      # plain steps on all photons (no hold-out)
-        path = [(int(steps), lr * fill)]
-        final, losses = replay(path, all_counts, probe, mean_counts)
-        held_hist, stop, used = [], "steps", 0
-    best_k = sum(k for k, _ in path)
-    refit_steps = 0
-    if scored and refit and best_k > 0:
-        final, _ = replay(path, all_counts, probe, mean_counts)
-        refit_steps = best_k
-    final = smooth_canvas(final, sigma)
-    h, w = init.shape
-    out = final[pad:pad + h, pad:pad + w].numpy().copy()
-    record: dict[str, Any] = {
-        "applied": True, "max_steps": int(steps), "lr_relative": lr, "steps": len(losses),
-        "best_step": int(best_k), "stop_reason": stop,
-        "nll_first": losses[0] if losses else None, "nll_last": losses[-1] if losses else None,
-        "holdout": float(holdout) if scored else 0.0, "holdout_note": reason,
-        "holdout_seed": int(seed) if scored else None,
-        "patience": patience if scored else None,
-        "backoffs_used": int(used), "backoffs_max": int(backoffs) if scored else 0,
-        "best_path": [[int(k), float(step / fill)] for k, step in path],
-        "best_path_units": "[steps, Adam step relative to the amplitude scale] per segment",
-        "holdout_history_len": len(held_hist), "holdout_history": held_hist,
-        "holdout_units": "mean Poisson half-deviance of the held-out photons per detector pixel"
-                         if scored else None,
-        "refit_steps": refit_steps,
-        "smooth_sigma_px": float(sigma),
-        "smooth_scores": [[float(a), float(b)] for a, b in smooth_scores],
-        "smooth_note": None if scored and smooth else
-        ("disabled (smooth=False)" if scored else "needs the hold-out"),
-    }
-    return out, record
+    def run(self, steps: int, lr: float, *, patience, refit, smooth, backoffs):
+        """Fit (with the hold-out where it applies), low-pass, refit: (object (H, W), record)."""
+        sigma, smooth_scores = 0.0, []
+        if self.scored:
+            final, path, held_hist, losses, stop, used = self.fit_with_holdout(
+                steps, lr, patience, backoffs)
+            if smooth:
+                sigma, smooth_scores = choose_smoothing(final, self.held_deviance)
+        else:                                      # plain steps on all photons (no hold-out)
+            path = [(steps, lr * self.fill)]
+            final, losses = self.replay(path, self.all_counts, self.probe, self.mean_counts)
+            held_hist, stop, used = [], "steps", 0
+        refit_steps = 0
+        best_k = sum(k for k, _ in path)
+        if self.scored and refit and best_k > 0:
+            final, _ = self.replay(path, self.all_counts, self.probe, self.mean_counts)
+            refit_steps = best_k
+        final = smooth_canvas(final, sigma)
+        h, w = self.shape
+        out = final[self.pad:self.pad + h, self.pad:self.pad + w].numpy().copy()
+        scored, fill = self.scored, self.fill
+        record: dict[str, Any] = {
+            "applied": True, "max_steps": int(steps), "lr_relative": lr, "steps": len(losses),
+            "best_step": int(best_k), "stop_reason": stop,
+            "nll_first": losses[0] if losses else None,
+            "nll_last": losses[-1] if losses else None,
+            "holdout": float(self.holdout) if scored else 0.0, "holdout_note": self.reason,
+            "holdout_seed": int(self.seed) if scored else None,
+            "patience": patience if scored else None,
+            "backoffs_used": int(used), "backoffs_max": int(backoffs) if scored else 0,
+            "best_path": [[int(k), float(step / fill)] for k, step in path],
+            "best_path_units": "[steps, Adam step relative to the amplitude scale] per segment",
+            "holdout_history_len": len(held_hist), "holdout_history": held_hist,
+            "holdout_units": "mean Poisson half-deviance of the held-out photons per detector "
+                             "pixel" if scored else None,
+            "refit_steps": refit_steps,
+            "smooth_sigma_px": float(sigma),
+            "smooth_scores": [[float(a), float(b)] for a, b in smooth_scores],
+            "smooth_note": None if scored and smooth else
+            ("disabled (smooth=False)" if scored else "needs the hold-out"),
+        }
+        return out, record

@@ -65,12 +65,12 @@ def prepare_detector(counts: np.ndarray, bad: np.ndarray | None, n: int | None =
         if r0 < 0 or c0 < 0 or r0 + side > h or c0 + side > w:
             raise DatasetError(f"{source}: a {side} px box around the beam centre (row "
                                f"{centre[0]:.1f}, col {centre[1]:.1f}) leaves the {h}x{w} detector; "
-                               "give a smaller --N or the centre with --beam-centre")
+                               "give a smaller --crop N or the centre with --beam-centre")
         box = (r0, r0 + side, c0, c0 + side)
         counts = counts[:, r0:r0 + side, c0:c0 + side]
         bad = None if bad is None else bad[r0:r0 + side, c0:c0 + side]
     elif h != w or h % bin_factor:
-        raise DatasetError(f"{source}: patterns are {h}x{w}; give --N to crop a square frame"
+        raise DatasetError(f"{source}: patterns are {h}x{w}; give --crop N to crop a square frame"
                            + (f" divisible by the bin factor {bin_factor}" if h % bin_factor else ""))
     if bin_factor > 1:
         s = counts.shape[-1] // bin_factor

@@ -63,7 +63,7 @@ def _normalise(arrays: dict, path: Path) -> tuple[dict, list[str]]:
 def load_npz(path: Path, opts: LoadOptions) -> tuple[Dataset, Geometry]:
     if opts.N is not None or opts.bin_factor != 1 or opts.beam_centre is not None:
         raise DatasetError(f"{path}: NPZ positions are in object pixels, which fixes the detector "
-                           "sampling; cropping (--N, --beam-centre) and binning apply to CXI and "
+                           "sampling; cropping (--crop, --beam-centre) and binning apply to CXI and "
                            "ptychodus files only")
     keys = npz_keys(path)
     skipped = [k for k in keys if k not in KNOWN]

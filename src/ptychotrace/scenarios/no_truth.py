@@ -67,7 +67,8 @@ def stage_no_truth(req, rec, ds, model, pred, log) -> dict:
     block = {"available": False, "reason": NO_TRUTH_REASON, "reconstruction": recon,
              "probe": probe, "scan": _scan(ds, px_m),
              "detector_mask": {"masked_fraction": ds.masked_fraction},
-             "data_consistency": "see the 'consistency' block (evaluate/consistency)"}
+             "data_consistency": "see the 'data_consistency' block and "
+                                 "consistency/consistency.json (evaluate/consistency)"}
     if geom.get("object_frame") and geom.get("photon_energy_eV"):
         block["product_file"] = _write_product(inf, ds, geom, pred)
         arts.append(block["product_file"])
@@ -116,10 +117,16 @@ def summary_lines(name: str, cmp: dict, consistency: dict | None) -> list[str]:
              f"{s['extent'][0]} x {s['extent'][1]}, median step {s['median_step'] or 'n/a'}",
              f"- detector mask: {100 * cmp['detector_mask']['masked_fraction']:.3g}% of pixels masked",
              "", "## Data consistency"]
-    if consistency:
-        for k, v in consistency.items():
-            if isinstance(v, (int, float, str)) or v is None:
-                lines.append(f"- {k}: {f(v)}")
+    if consistency:   # run_metadata 'data_consistency' (evaluate/consistency_record.py)
+        for k, label in (("final", "final reconstruction"), ("network_only", "network only")):
+            v = consistency.get(k)
+            if isinstance(v, dict):
+                lines.append(f"- {label}: median normalised deviance D/E "
+                             f"{f(v.get('normalised_median'))} (1 = consistent with the counts), "
+                             f"fraction of patterns beyond the bound "
+                             f"{f(v.get('fraction_beyond_bound'))}, median relative misfit "
+                             f"{f(v.get('relative_misfit_median'))}")
+        lines.append(f"- record: {consistency.get('path')}")
     else:
         lines.append("- not recorded (the data-consistency module is not part of this build)")
     if cmp.get("product_file"):

@@ -48,7 +48,8 @@ class RunRequest:
     data_options: dict[str, Any] = field(default_factory=dict)
     force: bool = False
     progress: bool = True
-    dataset: Dataset | None = None        # an in-memory dataset (sweeps reuse one for the baseline)
+    dataset: Dataset | None = None        # an in-memory dataset (sweeps reuse one for the baseline);
+    #                                       with data_path: that file as the command loaded it
     dataset_record: dict[str, Any] | None = None  # simulate()'s record for that dataset, if any
     faults: dict[str, Any] = field(default_factory=dict)
 
@@ -83,16 +84,20 @@ def _amplitude_stage_meta(count: int, gridsize: int, group_limit: int | None, **
 # --------------------------------------------------------------------------------------------
 def _stage_data(req: RunRequest, rec: RunRecorder, log) -> Dataset:
     cfg = req.config
-    if req.dataset is not None:
+    if req.dataset is not None and req.data_path is None:
         ds = req.dataset
         record = _record_from_dataset(ds)
         record.update({k: v for k, v in (req.dataset_record or {}).items() if v is not None})
         source = {"type": "simulated" if req.dataset_record else "in_memory", "path": None,
                   "sha256": None, "note": "dataset handed over in memory (e.g. by a sweep)"}
     elif req.data_path is not None:
-        from ..io import LoadOptions, load_data
+        from ..io import Geometry, LoadOptions, load_data
 
-        ds, geom = load_data(req.data_path, LoadOptions(**req.data_options))
+        if req.dataset is not None:   # loaded from data_path by the command (commands.common)
+            ds = req.dataset
+            geom = Geometry.model_validate(ds.metadata["geometry"])
+        else:
+            ds, geom = load_data(req.data_path, LoadOptions(**req.data_options))
         record = None
         source = {"type": f"{geom.source_format}_file", "path": str(req.data_path),
                   "sha256": file_sha256(req.data_path)}
@@ -394,7 +399,7 @@ def _write_summaries(req: RunRequest, rec: RunRecorder, cmp: ComparisonRecord, r
     name = req.config.scenario
     out = req.output_dir
     if isinstance(cmp, dict):   # own data without a ground truth (scenarios/no_truth.py)
-        lines = no_truth_summary(name, cmp, rec.get_block("consistency"))
+        lines = no_truth_summary(name, cmp, rec.get_block("data_consistency"))
     else:
         scale = cmp.prediction_scale
         lvt = rec.get_block("label_vs_truth_analysis") or {}
