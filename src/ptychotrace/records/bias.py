@@ -50,7 +50,8 @@ class TrainingNanCheck(Block):
 
 
 class Check(Block):
-    """A yes/no check of the analyzer: its verdict when made, otherwise why not."""
+    """A check of the analyzer: its verdict when made, otherwise why not (``available`` False:
+    the input was absent; a verdict of None with a reason: the input says why it has none)."""
 
     available: bool
     verdict: str | None = None
@@ -58,10 +59,9 @@ class Check(Block):
 
     @model_validator(mode="after")
     def _verdict_or_reason(self) -> Check:
-        if self.available and self.verdict is None:
-            raise ValueError("an available check needs a verdict")
-        if not self.available and self.reason is None:
-            raise ValueError("a check that was not made needs a reason")
+        # (a recorded block without a verdict, e.g. no ground truth, carries its reason)
+        if self.verdict is None and self.reason is None:
+            raise ValueError("a check needs a verdict, or the reason it has none")
         return self
 
 

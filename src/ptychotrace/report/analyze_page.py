@@ -80,7 +80,7 @@ def _analyze_document(d: _Dir) -> Document:
                               f"{fmt(c.pearson_r)} / {fmt(c.ssim)}"))
         for label, check in (("split parity", s.split_parity),
                              ("labels vs truth", s.label_vs_truth)):
-            items.append((label, fmt(check.verdict) if check.available else
+            items.append((label, check.verdict if check.available and check.verdict else
                           f"not assessed ({check.reason})"))
         inv = s.normalization_invariant
         if inv.available and inv.violated is not None:
