@@ -12,7 +12,18 @@ from typing import Any
 from ..records.comparison import COMPARISON_FILE, ComparisonRecord
 from ..records.run_metadata import RUN_METADATA_FILE, RunMetadata
 from ..records.sweep import SWEEP_SUMMARY_FILE, SweepSummary
-from .common import _Dir, _flatten, _is_num, _missing, _seconds, _status_cell, _utc_now, _value, fmt
+from .common import (
+    SCHEMA_MISMATCH,
+    _Dir,
+    _flatten,
+    _is_num,
+    _missing,
+    _seconds,
+    _status_cell,
+    _utc_now,
+    _value,
+    fmt,
+)
 from .html import (
     Cell,
     Document,
@@ -127,7 +138,7 @@ def _sweep_document(d: _Dir) -> Document:
         report = sub / "report.html"
         rel = sub.relative_to(d.root).as_posix()
         status = _status_cell(md.status) if md is not None else Cell(
-            "unreadable run_metadata.json" if "not a valid" not in str(why)
+            "unreadable run_metadata.json" if SCHEMA_MISMATCH not in str(why)
             else "run_metadata.json does not match its schema", "bad")
         runs.append([rel, fmt(md.scenario if md else None), status,
                      _seconds(md.elapsed_seconds if md else None),
