@@ -116,3 +116,13 @@ def test_producers_write_what_the_report_records_declare(tmp_path):
     hist.append(1, 4, {"loss": 1.0, "val_loss": float("nan")})
     assert TrainingHistory.parse(hist.to_dict()).metrics["val_loss"] == [None]
     assert HistorySummary.parse(hist.summary()).metrics["val_loss"].has_nan
+
+
+def test_headline_of_a_run_with_truth_has_no_no_truth_keys():
+    from ptychotrace.records.comparison import NO_TRUTH_KEYS, ComparisonHeadline
+
+    head = ex.comparison_record().headline()
+    assert not set(NO_TRUTH_KEYS) & set(head.dump())          # the file is as before
+    assert ComparisonHeadline.model_validate(head.dump()) == head
+    bare = ComparisonHeadline(available=False, reason="no ground truth", product_file="p.h5")
+    assert bare.dump()["product_file"] == "p.h5" and "scan" not in bare.dump()

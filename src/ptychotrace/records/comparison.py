@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from .base import Block, Record
 
@@ -314,3 +314,15 @@ class ComparisonHeadline(Block):
     scan: NoTruthScan | None = None
     detector_mask: DetectorMask | None = None
     product_file: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_no_truth_blocks(self, handler):
+        """A run with a truth writes the block as before: no null no-truth keys."""
+        data = handler(self)
+        for key in NO_TRUTH_KEYS:
+            if key in data and data[key] is None:
+                del data[key]
+        return data
+
+
+NO_TRUTH_KEYS = ("reconstruction", "probe", "scan", "detector_mask", "product_file")
