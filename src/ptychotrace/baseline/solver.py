@@ -80,28 +80,31 @@ percent of pixels that no iterative method can recover: metrics are reported on 
 
 The object starts at 1 everywhere (no ground truth is used); only the chosen split's counts,
 positions and the dataset's probe enter the reconstruction.
+
+Layout (one job per module): ``problem`` (the split's data on torch, the photon hold-out split),
+``passes`` (forward pass, costs, exit-wave residuals), ``lsqml`` and ``rpie`` (the updates),
+``iterate`` (the loop, best iterate and stopping rules), ``holdout_choice`` (refit on all photons
+and the hold-out-chosen smoothing), ``result`` (the result type and coverage); this module checks
+the arguments, dispatches (``cdtools`` to :mod:`ptychotrace.baseline.cdtools_adapter`) and
+assembles the :class:`BaselineResult`. Names formerly defined here are re-exported.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..data.dataset import Dataset
-from ..physics.forward import (
-    extract_patches,
-    far_field,
-    inverse_far_field,
-    required_pad,
-    scatter_patches,
-)
-from ..physics.holdout import choose_smoothing, holdout_reason, smooth_canvas, split_photons
-from ..physics.stitching import ILLUMINATED_FRACTION, illumination_map
+from ..physics.holdout import holdout_reason, split_photons
+from ..physics.stitching import illumination_map
+from .holdout_choice import Choice, choose_object
+from .iterate import DEFAULT_PATIENCE, iterate
+from .lsqml import BETA_MAX, LSQ_DAMPING, LSQ_DAMPING_PHOTONS, LSQ_DELTA, lsq_preconditioner
+from .passes import CHUNK, full_pass
+from .problem import DEFAULT_HOLDOUT, build_problem, object_shape_of, select_indices
 from .result import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -114,296 +117,10 @@ from .result import (
     converged_at,
     coverage_mask,
 )
+from .rpie import RPIE_ALPHA
 
 #: Default minibatch sizes (None = all patterns in one batch).
 DEFAULT_BATCH_SIZE = {"lsqml": None, "rpie": 16}
-#: rPIE regularisation alpha (Maiden et al. 2017 recommend 0.05-0.25 for the object).
-RPIE_ALPHA = 0.1
-#: LSQ-ML illumination floor, relative to the maximum illumination (guards unlit pixels: D = 0).
-LSQ_DELTA = 1e-3
-#: LSQ-ML preconditioner damping floor mu in photons: the direction is divided by
-#: ``hypot(D, mu + gamma max D)``. 2 photons: on gs1_ideal at 1e4 photons per pattern it damps like
-#: pty-chi's relative 0.1 (max D is ~20 photons there) and best among those measured; at 1e9 it
-#: is ~1e-6 of max D, i.e. no change (docs/baseline.md).
-LSQ_DAMPING_PHOTONS = 2.0
-#: Relative damping gamma, pty-chi's ``preconditioning_damping_factor`` (0.1 there); 0 here by
-#: default, because at 1e9 photons it cost 0.014 amplitude SSIM in 100 iterations (docs/baseline.md).
-LSQ_DAMPING = 0.0
-#: Upper clip of the closed-form LSQ step.
-BETA_MAX = 4.0
-#: Default fraction of every pixel's photons held out (binomial thinning) for early stopping.
-DEFAULT_HOLDOUT = 0.1
-#: Stop once the hold-out cost has not improved for this many iterations.
-DEFAULT_PATIENCE = 10
-#: Patterns per chunk of a full-batch pass (bounds memory at ~ chunk * N^2 * 40 bytes).
-CHUNK = 1024
-
-@dataclass(frozen=True)
-class _Problem:
-    """The split's data on torch, positions shifted onto the padded canvas.
-
-    ``probe`` is the probe seen by the fitted photons: ``sqrt(1 - holdout) * P`` (thinning keeps
-    a fraction of the photons, which scales every expected count by it)."""
-
-    probe: torch.Tensor                # (N, N) complex64, sqrt(photons)
-    counts: torch.Tensor               # (P, N, N) float32, fitted photons
-    sqrt_counts: torch.Tensor          # (P, N, N) float32
-    holdout_counts: torch.Tensor | None  # (P, N, N) float32 held-out photons, or None
-    holdout_ratio: float               # E[held-out] / E[fitted] = h / (1 - h)
-    xs: torch.Tensor                   # (P,) float64, padded-canvas pixels
-    ys: torch.Tensor
-    canvas_shape: tuple[int, int]
-    object_shape: tuple[int, int]
-    pad: int
-    valid: torch.Tensor | None = None  # (N, N) bool detector mask, True = measured (None = all)
-
-
-def select_indices(ds: Dataset, split: str, group_limit: int | None) -> np.ndarray:
-    """Indices of the split's patterns in dataset order, the first ``group_limit`` of them."""
-    if split == "all":
-        idx = np.arange(ds.n_patterns)
-    elif split in ("train", "test"):
-        idx = ds.indices(split)
-    else:
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    if len(idx) == 0:
-        raise ValueError(f"the dataset has no '{split}' patterns")
-    if group_limit is not None:
-        if group_limit < 1:
-            raise ValueError(f"group_limit must be >= 1, got {group_limit}")
-        idx = idx[:group_limit]
-    return idx
-
-
-def object_shape_of(ds: Dataset) -> tuple[int, int]:
-    """(H, W) of the object frame: the ground truth's shape, else the metadata's object size, else
-    the smallest frame that holds every position."""
-    if ds.obj is not None:
-        return int(ds.obj.shape[0]), int(ds.obj.shape[1])
-    frame = (ds.metadata.get("geometry") or {}).get("object_frame")   # real data (ptychotrace.io)
-    if frame:
-        return int(frame["height_px"]), int(frame["width_px"])
-    size = (ds.metadata.get("simulation") or {}).get("object_size")
-    if size:
-        return int(size), int(size)
-    return int(math.ceil(ds.ycoords.max())) + 1, int(math.ceil(ds.xcoords.max())) + 1
-
-
-def _problem(ds: Dataset, idx: np.ndarray, object_shape: tuple[int, int], holdout: float,
-             seed: int) -> tuple[_Problem, str | None]:
-    n = ds.patch_size
-    pad = required_pad(n)
-    h, w = object_shape
-    counts = np.ascontiguousarray(ds.counts[idx], dtype=np.float32)
-    if ds.valid is not None:
-        # masked pixels are excluded from every cost and update (the model's own modulus is kept
-        # there); 0 here only keeps their values out of the hold-out decision and its RNG draws
-        counts = np.where(ds.valid, counts, np.float32(0))
-    reason = holdout_reason(counts, holdout)
-    probe = np.asarray(ds.probe, dtype=np.complex64)
-    held = None
-    ratio = 0.0
-    if reason is None:
-        counts, held_np = split_photons(counts, holdout, seed)
-        held = torch.from_numpy(held_np)
-        probe = (probe * np.float32(math.sqrt(1.0 - holdout))).astype(np.complex64)
-        ratio = holdout / (1.0 - holdout)
-    fit = torch.from_numpy(counts)
-    return _Problem(
-        probe=torch.from_numpy(probe), counts=fit, sqrt_counts=fit.sqrt(), holdout_counts=held,
-        holdout_ratio=ratio,
-        xs=torch.from_numpy(ds.xcoords[idx].astype(np.float64) + pad),
-        ys=torch.from_numpy(ds.ycoords[idx].astype(np.float64) + pad),
-        canvas_shape=(h + 2 * pad, w + 2 * pad), object_shape=(h, w), pad=pad,
-        valid=None if ds.valid is None else torch.from_numpy(np.asarray(ds.valid, bool))), reason
-
-
-# --------------------------------------------------------------------------------------------
-# Costs and exit-wave targets
-# --------------------------------------------------------------------------------------------
-def _half_deviance(lam: torch.Tensor, counts: torch.Tensor,
-                   valid: torch.Tensor | None = None) -> float:
-    """sum(lam - I + I log(I / lam)) in float64 (0 for a perfect fit), over valid pixels."""
-    lam64 = lam.to(torch.float64).clamp_min(1e-12)
-    i64 = counts.to(torch.float64)
-    log_term = torch.where(i64 > 0, i64 * torch.log(i64.clamp_min(1e-300) / lam64),
-                           torch.zeros_like(i64))
-    term = lam64 - i64 + log_term
-    if valid is not None:
-        term = torch.where(valid, term, torch.zeros_like(term))
-    return float(term.sum())
-
-
-def _pass(obj: torch.Tensor, prob: _Problem, sel: torch.Tensor, likelihood: str,
-          want_residual: bool):
-    """Forward pass on the selected patterns.
-
-    Returns (chi or None, fit cost sum, hold-out cost sum, xs, ys) where
-    chi = exit-wave target - exit wave (the likelihood's target, see the module docstring)."""
-    n = prob.probe.shape[-1]
-    xs, ys = prob.xs[sel], prob.ys[sel]
-    psi = prob.probe * extract_patches(obj, xs, ys, n)
-    f = far_field(psi)
-    lam = f.real.square() + f.imag.square()
-    counts, sqrt_counts = prob.counts[sel], prob.sqrt_counts[sel]
-    held = 0.0
-    if prob.holdout_counts is not None:
-        held = _half_deviance(lam * prob.holdout_ratio, prob.holdout_counts[sel], prob.valid)
-    if likelihood == "amplitude":
-        amp = lam.sqrt()
-        sq = (amp - sqrt_counts).to(torch.float64).square()
-        cost = float((sq if prob.valid is None else torch.where(prob.valid, sq, 0.0)).sum())
-        # modulus projection F' = sqrt(I) F / |F|; where the model is exactly 0 take phase 0
-        ratio = sqrt_counts / amp.clamp_min(1e-30)
-    else:
-        cost = _half_deviance(lam, counts, prob.valid)
-        # one Newton step in the modulus of the Poisson NLL: F' = F * 2I / (|F|^2 + I)
-        ratio = 2.0 * counts / (lam + counts).clamp_min(1e-30)
-    if not want_residual:
-        return None, cost, held, xs, ys
-    target = torch.where(lam > 0, f * ratio, sqrt_counts.to(f.dtype))
-    if prob.valid is not None:   # masked pixels: no measurement, keep the model's far field
-        target = torch.where(prob.valid, target, f)
-    chi = inverse_far_field(target) - psi
-    return chi, cost, held, xs, ys
-
-
-# --------------------------------------------------------------------------------------------
-# Algorithms
-# --------------------------------------------------------------------------------------------
-def _chunks(n: int):
-    for start in range(0, n, CHUNK):
-        yield torch.arange(start, min(start + CHUNK, n))
-
-
-def _full_pass(obj, prob: _Problem, likelihood: str, want_residual: bool):
-    """All patterns in chunks: (list of (chi, xs, ys), fit cost sum, hold-out cost sum)."""
-    parts, cost, held = [], 0.0, 0.0
-    for sel in _chunks(len(prob.xs)):
-        chi, c, h, xs, ys = _pass(obj, prob, sel, likelihood, want_residual)
-        cost += c
-        held += h
-        parts.append((chi, xs, ys))
-    return parts, cost, held
-
-
-def lsq_preconditioner(illumination: torch.Tensor, delta: float = LSQ_DELTA,
-                       damping: float = LSQ_DAMPING,
-                       damping_photons: float = LSQ_DAMPING_PHOTONS) -> torch.Tensor:
-    """The LSQ-ML direction's denominator ``hypot(D, mu + gamma max D) + delta max D``.
-
-    illumination: (H, W) float ``D = scatter(|P|^2)`` in photons; returns the same shape and
-    units. ``damping`` = gamma (relative to max D), ``damping_photons`` = mu (photons). With both 0
-    it is ``D + delta max D`` exactly (hypot(x, 0) = |x|); more damping gives a larger
-    denominator (a smaller step) where ``D`` is small against the damping and leaves pixels with
-    ``D >> mu + gamma max D`` almost unchanged."""
-    for name, value in (("damping", damping), ("damping_photons", damping_photons),
-                        ("delta", delta)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"LSQ-ML {name} must be finite and >= 0, got {value!r}")
-    d_max = float(illumination.max())
-    floor = torch.full_like(illumination, damping_photons + damping * d_max)
-    return torch.hypot(illumination, floor) + delta * d_max
-
-
-def _lsqml_update(obj, prob: _Problem, parts, den) -> tuple[torch.Tensor, float]:
-    """Preconditioned direction and closed-form LSQ step from the residuals of a full pass."""
-    n = prob.probe.shape[-1]
-    conj_p = prob.probe.conj()
-    grad = None
-    for chi, xs, ys in parts:
-        g = scatter_patches(conj_p * chi, xs, ys, prob.canvas_shape)
-        grad = g if grad is None else grad + g
-    direction = grad / den
-    num = den_step = 0.0
-    for chi, xs, ys in parts:
-        dpsi = prob.probe * extract_patches(direction, xs, ys, n)
-        num += float((dpsi.conj() * chi).real.to(torch.float64).sum())
-        den_step += float((dpsi.real.square() + dpsi.imag.square()).to(torch.float64).sum())
-    beta = min(max(num / den_step, 0.0), BETA_MAX) if den_step > 0 else 0.0
-    return obj + beta * direction, beta
-
-
-def _rpie_epoch(obj, prob: _Problem, likelihood: str, batch_size: int,
-                gen: torch.Generator) -> torch.Tensor:
-    """One epoch of minibatch rPIE in a seeded random order."""
-    conj_p = prob.probe.conj()
-    order = torch.randperm(len(prob.xs), generator=gen)
-    for start in range(0, len(order), batch_size):
-        sel = order[start:start + batch_size]
-        chi, _, _, xs, ys = _pass(obj, prob, sel, likelihood, True)
-        d = illumination_map(prob.probe, xs, ys, prob.canvas_shape)
-        den = (1 - RPIE_ALPHA) * d + RPIE_ALPHA * float(d.max())
-        obj = obj + scatter_patches(conj_p * chi, xs, ys, prob.canvas_shape) / den
-    return obj
-
-
-@dataclass
-class _Run:
-    best_obj: torch.Tensor
-    last_obj: torch.Tensor
-    best_k: int
-    costs: list[float]
-    held_costs: list[float]
-    steps: list[float]
-    stop_reason: str
-    illumination: torch.Tensor   # canvas, fitted photons
-    illuminated: torch.Tensor    # canvas bool
-
-
-@torch.no_grad()
-def _iterate(prob: _Problem, algorithm: str, lik: str, iterations: int, batch_size: int | None,
-             seed: int, delta: float, patience: int | None, tol: float | None,
-             callback, progress, *, damping: float = LSQ_DAMPING,
-             damping_photons: float = LSQ_DAMPING_PHOTONS) -> _Run:
-    """The iteration loop: full-batch cost (and hold-out cost) at every iterate 0..K."""
-    gen = torch.Generator().manual_seed(int(seed))
-    n_pix = float(prob.counts.numel() if prob.valid is None
-                  else prob.counts.shape[0] * int(prob.valid.sum()))
-    h, w = prob.object_shape
-    crop = (slice(prob.pad, prob.pad + h), slice(prob.pad, prob.pad + w))
-    costs: list[float] = []
-    held_costs: list[float] = []
-    steps: list[float] = []
-    stop_reason = "iterations"
-    full_illum = illumination_map(prob.probe, prob.xs, prob.ys, prob.canvas_shape)
-    lsq_den = lsq_preconditioner(full_illum, delta, damping, damping_photons)
-    illuminated = full_illum >= ILLUMINATED_FRACTION * float(full_illum.max())
-    zero = torch.zeros((), dtype=torch.complex64)
-    obj = torch.ones(prob.canvas_shape, dtype=torch.complex64)
-    best_obj, best_k, best_held = obj, 0, math.inf
-    for k in range(iterations + 1):
-        last = k == iterations
-        parts, cost, held = _full_pass(obj, prob, lik,
-                                       want_residual=(algorithm == "lsqml" and not last))
-        costs.append(cost / n_pix)
-        if prob.holdout_counts is not None:
-            held_costs.append(held / n_pix)
-        if not math.isfinite(costs[-1]) or not bool(torch.isfinite(obj).all()):
-            raise FloatingPointError(f"baseline diverged at iterate {k} (cost {costs[-1]})")
-        if prob.holdout_counts is None or held_costs[-1] < best_held:
-            best_obj, best_k = obj, k
-            best_held = held_costs[-1] if held_costs else math.inf
-        if callback is not None:
-            callback(k, torch.where(illuminated, obj, zero)[crop].numpy().copy())
-        if k > 0 and progress:
-            progress(k, iterations)
-        if last:
-            break
-        if prob.holdout_counts is not None and patience is not None and k - best_k >= patience:
-            stop_reason = f"hold-out cost did not improve for {patience} iterations"
-            break
-        if tol is not None and converged_at(costs, tol) is not None:
-            stop_reason = f"fit cost converged (tol {tol:g})"
-            break
-        if algorithm == "lsqml":
-            obj, beta = _lsqml_update(obj, prob, parts, lsq_den)
-            steps.append(beta)
-        else:
-            obj = _rpie_epoch(obj, prob, lik, batch_size or len(prob.xs), gen)
-    return _Run(best_obj=best_obj, last_obj=obj, best_k=best_k, costs=costs,
-                held_costs=held_costs, steps=steps, stop_reason=stop_reason,
-                illumination=full_illum, illuminated=illuminated)
 
 
 def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
@@ -464,22 +181,17 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
 
     t0 = time.perf_counter()
     lik = check_likelihood(likelihood)
-    prob, holdout_note = _problem(ds, idx, object_shape, holdout, seed)
-    run = _iterate(prob, algorithm, lik, iterations, batch_size, seed, delta, patience, tol,
-                   callback, progress, damping=damping, damping_photons=damping_photons)
-    best_obj, refit_iterations = run.best_obj, None
-    sigma, smooth_scores = 0.0, []
-    if smooth and prob.holdout_counts is not None:
-        sigma, smooth_scores = choose_smoothing(
-            run.best_obj, lambda c: _full_pass(c, prob, lik, False)[2])
-    if (refit and prob.holdout_counts is not None and 0 < run.best_k < len(run.costs) - 1):
-        # stopped early: redo the chosen number of iterations with every photon
-        prob_all, _ = _problem(ds, idx, object_shape, 0.0, seed)
-        best_obj = _iterate(prob_all, algorithm, lik, run.best_k, batch_size, seed, delta, None,
-                            None, None, None, damping=damping,
-                            damping_photons=damping_photons).last_obj
-        refit_iterations = run.best_k
-    best_obj = smooth_canvas(best_obj, sigma)
+    prob, holdout_note = build_problem(ds, idx, object_shape, holdout, seed)
+    run = iterate(prob, algorithm, lik, iterations, batch_size, seed, delta, patience, tol,
+                  callback, progress, damping=damping, damping_photons=damping_photons)
+
+    def rerun(k: int) -> torch.Tensor:
+        prob_all, _ = build_problem(ds, idx, object_shape, 0.0, seed)
+        return iterate(prob_all, algorithm, lik, k, batch_size, seed, delta, None, None, None,
+                       None, damping=damping, damping_photons=damping_photons).last_obj
+
+    choice = choose_object(run, prob, lik, refit=refit, smooth=smooth, rerun=rerun)
+    best_obj, refit_iterations = choice.obj, choice.refit_iterations
     crop = (slice(prob.pad, prob.pad + object_shape[0]), slice(prob.pad, prob.pad + object_shape[1]))
     # the illumination of all the photons (the fitted probe carries 1 - holdout of them)
     illum = run.illumination[crop] / (1.0 - (holdout if holdout_note is None else 0.0))
@@ -488,27 +200,12 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     wall = time.perf_counter() - t0
     window_used = min(int(window), ds.patch_size)
     covered = coverage_mask(ds, idx, object_shape, window_used)
-    params = {
-        "batch_size": batch_size, "seed": int(seed), "window": window_used,
-        "window_requested": int(window),
-        "group_limit": group_limit, "tol": tol, "likelihood_requested": likelihood,
-        "holdout": holdout if holdout_note is None else 0.0, "holdout_note": holdout_note,
-        "patience": patience, "refit": bool(refit), "refit_iterations": refit_iterations,
-        "smooth": bool(smooth), "smooth_sigma_px": float(sigma),
-        "smooth_scores": [[float(a), float(b)] for a, b in smooth_scores],
-        "smooth_note": None if not smooth or prob.holdout_counts is not None else
-        "needs the hold-out: not applied",
-        "refit_note": None if refit_iterations is None else
-        f"early-stopped at iterate {run.best_k}: refitted that many iterations on all photons",
-        "rpie_alpha": RPIE_ALPHA if algorithm == "rpie" else None,
-        "lsq_delta": delta if algorithm == "lsqml" else None,
-        "lsq_damping": damping if algorithm == "lsqml" else None,
-        "lsq_damping_photons": damping_photons if algorithm == "lsqml" else None,
-        "beta_max": BETA_MAX if algorithm == "lsqml" else None,
-        "torch_threads": torch.get_num_threads(),
-        "photons_per_pattern": float(np.asarray(ds.counts[idx], dtype=np.float64).sum((1, 2)).mean()),
-        "mean_counts_per_pixel": float(np.asarray(ds.counts[idx], dtype=np.float64).mean()),
-    }
+    params = _params(ds, idx, algorithm, likelihood, batch_size=batch_size, seed=seed,
+                     window=window, window_used=window_used, group_limit=group_limit, tol=tol,
+                     holdout=holdout, holdout_note=holdout_note, patience=patience, refit=refit,
+                     smooth=smooth, has_holdout=prob.holdout_counts is not None, choice=choice,
+                     best_k=run.best_k, delta=delta, damping=damping,
+                     damping_photons=damping_photons)
     return BaselineResult(
         obj=obj_frame.numpy().astype(np.complex64), covered=covered,
         illumination=illum.numpy().astype(np.float32), illuminated=illuminated.numpy(),
@@ -519,8 +216,38 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
         step_history=run.steps, params=params)
 
 
+def _params(ds: Dataset, idx: np.ndarray, algorithm: str, likelihood: str, *,
+            batch_size: int | None, seed: int, window: int, window_used: int,
+            group_limit: int | None, tol: float | None, holdout: float, holdout_note: str | None,
+            patience: int | None, refit: bool, smooth: bool, has_holdout: bool, choice: Choice,
+            best_k: int, delta: float, damping: float, damping_photons: float) -> dict:
+    """The settings and dose of a native run, as recorded in ``BaselineResult.params``."""
+    return {
+        "batch_size": batch_size, "seed": int(seed), "window": window_used,
+        "window_requested": int(window),
+        "group_limit": group_limit, "tol": tol, "likelihood_requested": likelihood,
+        "holdout": holdout if holdout_note is None else 0.0, "holdout_note": holdout_note,
+        "patience": patience, "refit": bool(refit), "refit_iterations": choice.refit_iterations,
+        "smooth": bool(smooth), "smooth_sigma_px": float(choice.sigma_px),
+        "smooth_scores": [[float(a), float(b)] for a, b in choice.smooth_scores],
+        "smooth_note": None if not smooth or has_holdout else
+        "needs the hold-out: not applied",
+        "refit_note": None if choice.refit_iterations is None else
+        f"early-stopped at iterate {best_k}: refitted that many iterations on all photons",
+        "rpie_alpha": RPIE_ALPHA if algorithm == "rpie" else None,
+        "lsq_delta": delta if algorithm == "lsqml" else None,
+        "lsq_damping": damping if algorithm == "lsqml" else None,
+        "lsq_damping_photons": damping_photons if algorithm == "lsqml" else None,
+        "beta_max": BETA_MAX if algorithm == "lsqml" else None,
+        "torch_threads": torch.get_num_threads(),
+        "photons_per_pattern": float(np.asarray(ds.counts[idx], dtype=np.float64).sum((1, 2)).mean()),
+        "mean_counts_per_pixel": float(np.asarray(ds.counts[idx], dtype=np.float64).mean()),
+    }
+
+
 __all__ = ["ALGORITHMS", "NATIVE_ALGORITHMS", "LIKELIHOODS", "DEFAULT_ALGORITHM",
            "DEFAULT_ITERATIONS", "BaselineResult", "reconstruct", "coverage_mask",
            "illumination_map", "converged_at", "select_indices", "object_shape_of",
            "check_likelihood", "split_photons", "lsq_preconditioner", "LSQ_DAMPING",
-           "LSQ_DAMPING_PHOTONS"]
+           "LSQ_DAMPING_PHOTONS", "LSQ_DELTA", "BETA_MAX", "RPIE_ALPHA", "DEFAULT_BATCH_SIZE",
+           "DEFAULT_HOLDOUT", "DEFAULT_PATIENCE", "CHUNK", "holdout_reason", "full_pass"]
