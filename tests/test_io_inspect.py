@@ -48,7 +48,7 @@ def test_inspect_npz_names_what_is_unknown(tiny_dataset, tmp_path, capsys):
     ({"distance": False}, [], "detector distance (the file has no /entry_1/instrument_1/detector_1/distance"),
     ({"mask_shape": (D, D - 1)}, [], "detector_1/mask has shape"),
     ({"energy": -1.0}, [], "source_1/energy must be > 0"),
-    ({}, ["--photon-energy-ev", "-5"], "--photon-energy-eV"),
+    ({}, ["--photon-energy-ev", "-5"], "--photon-energy-ev: "),   # the flag as given
 ])
 def test_inspect_bad_input_exit_2(tmp_path, capsys, kwargs, flags, message):
     write_foreign_cxi(tmp_path / "bad.cxi", **kwargs)

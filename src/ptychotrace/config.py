@@ -261,6 +261,51 @@ class CorpusConfig(_Frozen):
         return self
 
 
+class DataConfig(_Frozen):
+    """How a data file was loaded (``--data`` and the data-file flags of ``inspect``, ``train``,
+    ``run``, ``infer``, ``baseline``; ptychotrace.io, docs/datasets.md). The defaults prepare
+    nothing: the file as it is. ``train`` and ``run`` record it in their saved config, and
+    ``--config`` with this section repeats the load (flags override it). Detector sizes in
+    detector pixels, lengths in metres, energies in eV, counts in photons."""
+
+    path: str | None = Field(None, description="the data file loaded (provenance: recorded from "
+                             "--data; --data decides which file is read)")
+    format: Literal["auto", "npz", "cxi", "ptychodus"] = Field(
+        "auto", description="file format (auto: from the content)")
+    measurement_domain: Literal["counts", "amplitude"] | None = Field(
+        None, description="NPZ without metadata: diff3d holds photon counts or amplitudes "
+        "sqrt(counts) (None: from the file)")
+    dose_normalised: bool | None = Field(None, description="legacy_v1 NPZ: diff3d is divided by "
+                                         "the dose scale (None: from the file)")
+    dose_scale: float | None = Field(None, gt=0, description="dose scale s of legacy_v1 files "
+                                     "(diff3d = sqrt(counts) / s)")
+    product: str | None = Field(None, description="ptychodus product file (None: product.h5 "
+                                "beside diffraction.h5)")
+    cxi_translation_sign: Literal[1, -1] = Field(
+        1, description="+1: CXI translation = probe position on the sample; -1: it is the "
+        "sample stage displacement (probe position = -translation)")
+    photon_energy_eV: float | None = Field(None, gt=0, description="photon energy the file "
+                                           "lacks, eV (a conflict with the file is an error)")
+    detector_distance_m: float | None = Field(None, gt=0, description="detector distance the "
+                                              "file lacks, m")
+    detector_pixel_size_m: float | None = Field(None, gt=0, description="detector pixel side "
+                                                "the file lacks, m")
+    crop_N: int | None = Field(None, ge=8, description="crop the detector to N x N detector "
+                               "pixels (after binning) around the beam centre (None: no crop)")
+    beam_centre_px: tuple[float, float] | None = Field(
+        None, description="(row, col) beam centre, detector pixels (None: centroid of the mean "
+        "pattern)")
+    bin_factor: int = Field(1, ge=1, description="integer detector binning factor (counts "
+                            "summed, masks combined; 1 = none)")
+    saturation_count: float | None = Field(None, gt=0, description="pixels above this count "
+                                           "(photons) in any pattern are masked (None: none)")
+    probe_scaling: Literal["auto", "measured", "physical"] = Field(
+        "auto", description="probe from the file: rescaled to the measured photons, or taken as "
+        "physical sqrt(photons) (auto: physical only if the file says so)")
+    test_fraction: float = Field(0.5, gt=0, lt=1, description="files without a split: the upper "
+                                 "fraction in y is the test split")
+
+
 class RunConfig(_Frozen):
     schema_version: str = SCHEMA_VERSION
     scenario: str = "custom"
@@ -271,6 +316,7 @@ class RunConfig(_Frozen):
     evaluation: EvaluationConfig = EvaluationConfig()
     baseline: BaselineConfig = BaselineConfig()
     corpus: CorpusConfig = CorpusConfig()
+    data: DataConfig = DataConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())

@@ -56,28 +56,68 @@ def given_n(args: argparse.Namespace) -> int | None:
     return getattr(args, "cfg__simulation__N", None)
 
 
+def config_file_values(args: argparse.Namespace) -> dict:
+    """The flat dotted settings of --config (empty where the command has none or none is given)."""
+    from ..config import load_config_file
+
+    path = getattr(args, "config", None)
+    return load_config_file(path) if path else {}
+
+
 def check_n(args: argparse.Namespace, n: int) -> None:
-    """A given --N that disagrees with the data's pattern size ``n`` (px) is an error."""
+    """A --N, or a simulation.N in the --config file, that disagrees with the data's pattern size
+    ``n`` (px) is an error: N comes from the data."""
     wanted = given_n(args)
     if wanted is not None and wanted != n:
         raise ValueError(f"--N {wanted} but the data's patterns are {n} px (N comes from the "
                          "data; use --crop N to crop a CXI/ptychodus detector)")
+    in_file = config_file_values(args).get("simulation.N")
+    if in_file is not None and in_file != n:
+        raise ValueError(f"--config {args.config}: simulation.N {in_file} but the data's patterns "
+                         f"are {n} px (N comes from the data: remove simulation.N from the file, "
+                         "or set data.crop_N / --crop N to crop a CXI/ptychodus detector)")
+
+
+def data_config_from_args(args: argparse.Namespace, data: str | None = None):
+    """config.DataConfig of a load: the --config file's ``data`` section < the data-file flags
+    (commands.inspect.add_load_flags), with ``path`` = --data (or ``data``). What ``train`` and
+    ``run`` record in their saved config and what :func:`load_data_from_args` applies."""
+    from .inspect import data_config_of, load_flag_values
+
+    file_data = {k.removeprefix("data."): v for k, v in config_file_values(args).items()
+                 if k.startswith("data.")}
+    flags = load_flag_values(args)
+    origin = {k: f"--config {args.config}: data.{k}" for k in file_data if k not in flags}
+    values = {**file_data, **flags}
+    path = data if data is not None else getattr(args, "data", None)
+    if path is not None:
+        values["path"] = str(path)
+    return data_config_of(values, origin)
+
+
+def data_overrides(args: argparse.Namespace) -> dict:
+    """Dotted overrides ``data.<field>`` of the load (empty without --data), so that the resolved
+    RunConfig records exactly what :func:`load_data_from_args` applied."""
+    if not getattr(args, "data", None):
+        return {}
+    return {f"data.{k}": v for k, v in data_config_from_args(args).model_dump().items()}
 
 
 def load_data_from_args(args: argparse.Namespace, data: str | None = None):
     """(Dataset, Geometry) of ``--data`` (or ``data``) through ``ptychotrace.io.load_data``, the
     one loading function of every format (NPZ and its PtychoPINN variants, CXI, ptychodus), with
-    the data-file flags of :func:`ptychotrace.commands.inspect.add_load_flags` (detector
-    preparation, mask, probe scaling, what the file lacks) and the --N check. Raises a ValueError
-    (exit status 2) naming the file, key or flag; reads only, writes nothing."""
+    the options of :func:`data_config_from_args` (config file section ``data`` < data-file flags:
+    detector preparation, mask, probe scaling, what the file lacks) and the N checks
+    (:func:`check_n`). Raises a ValueError (exit status 2) naming the file, key, flag or field;
+    reads only, writes nothing."""
     from pathlib import Path
 
-    from ..io import load_data
-    from .inspect import load_options_from
+    from ..io import load_data, load_options_of
 
     path = Path(data if data is not None else args.data)
+    options = load_options_of(data_config_from_args(args, str(path)))  # checked before reading
     if not path.is_file():
         raise FileNotFoundError(f"--data: no such file: {path}")
-    ds, geom = load_data(path, load_options_from(args))
+    ds, geom = load_data(path, options)
     check_n(args, ds.patch_size)
     return ds, geom

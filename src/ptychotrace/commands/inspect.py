@@ -43,32 +43,61 @@ def add_load_flags(p: argparse.ArgumentParser) -> None:
                    help="files without a split: upper fraction in y used as the test split (0.5)")
 
 
-def load_options_from(args: argparse.Namespace, fmt: str | None = None):
-    from ..io import LoadOptions
+#: Data-file flag (argparse dest) -> field of config section 'data' (config.DataConfig).
+LOAD_FLAGS = {
+    "data_format": "format", "measurement_domain": "measurement_domain",
+    "dose_normalised": "dose_normalised", "dose_scale": "dose_scale", "product": "product",
+    "cxi_translation_sign": "cxi_translation_sign", "photon_energy_ev": "photon_energy_eV",
+    "detector_distance_m": "detector_distance_m",
+    "detector_pixel_size_m": "detector_pixel_size_m", "crop_N": "crop_N",
+    "beam_centre": "beam_centre_px", "bin_factor": "bin_factor",
+    "saturation_count": "saturation_count", "probe_scaling": "probe_scaling",
+    "test_fraction": "test_fraction",
+}
 
-    fields = {"format": fmt or getattr(args, "data_format", None),
-              "measurement_domain": getattr(args, "measurement_domain", None),
-              "dose_normalised": getattr(args, "dose_normalised", None),
-              "dose_scale": getattr(args, "dose_scale", None),
-              "product": getattr(args, "product", None),
-              "cxi_translation_sign": getattr(args, "cxi_translation_sign", None),
-              "photon_energy_eV": getattr(args, "photon_energy_ev", None),
-              "detector_distance_m": getattr(args, "detector_distance_m", None),
-              "detector_pixel_size_m": getattr(args, "detector_pixel_size_m", None),
-              "N": getattr(args, "crop_N", None),
-              "beam_centre": tuple(args.beam_centre) if getattr(args, "beam_centre", None) else None,
-              "bin_factor": getattr(args, "bin_factor", None),
-              "saturation_count": getattr(args, "saturation_count", None),
-              "probe_scaling": getattr(args, "probe_scaling", None),
-              "test_fraction": getattr(args, "test_fraction", None)}
+
+#: The data-file flags whose name is not their dest.
+FLAG_NAMES = {"data_format": "--format", "crop_N": "--crop", "bin_factor": "--bin"}
+
+
+def load_flag_values(args: argparse.Namespace) -> dict:
+    """{DataConfig field: value} of the data-file flags given."""
+    out = {}
+    for dest, name in LOAD_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def data_config_of(values: dict, origin: dict[str, str] | None = None):
+    """config.DataConfig from {field: value}; a bad value is a ValueError naming where it came
+    from (``origin``: {field: flag or file key}; default the field's flag)."""
     from pydantic import ValidationError
 
+    from ..config import DataConfig
+
+    flags = {name: FLAG_NAMES.get(dest, "--" + dest.replace("_", "-"))
+             for dest, name in LOAD_FLAGS.items()}
     try:
-        return LoadOptions(**{k: v for k, v in fields.items() if v is not None})
+        return DataConfig(**values)
     except ValidationError as exc:
-        parts = [f"--{'.'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}"
-                 for e in exc.errors()]
+        parts = []
+        for e in exc.errors():
+            field = str(e["loc"][0]) if e["loc"] else "data"
+            where = (origin or {}).get(field) or flags.get(field, f"data.{field}")
+            parts.append(f"{where}: {e['msg']}")
         raise ValueError("invalid data option: " + "; ".join(parts)) from None
+
+
+def load_options_from(args: argparse.Namespace, fmt: str | None = None):
+    """The io.LoadOptions of the data-file flags given (``fmt`` overrides --format)."""
+    from ..io import load_options_of
+
+    values = load_flag_values(args)
+    if fmt:
+        values["format"] = fmt
+    return load_options_of(data_config_of(values))
 
 
 def add_parser(sub) -> None:

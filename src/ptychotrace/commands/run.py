@@ -77,11 +77,15 @@ def add_run_flags(p: argparse.ArgumentParser, with_baseline: bool = False,
 
 
 def flag_overrides(args: argparse.Namespace) -> dict:
-    """Dotted config overrides of the config flags given (generated and named corpus flags)."""
-    from .common import overrides_from
+    """Dotted config overrides of the config flags given (generated and named corpus flags, and
+    with --data the ``data`` section of the load)."""
+    from .common import data_overrides, overrides_from
     from .train import CORPUS_FLAGS
 
-    return {**overrides_from_flags(args), **overrides_from(args, CORPUS_FLAGS)}
+    # the data section: what load_data_from_args applies (config file < data-file flags), so the
+    # saved config records the load (empty without --data)
+    return {**overrides_from_flags(args), **overrides_from(args, CORPUS_FLAGS),
+            **data_overrides(args)}
 
 
 def resolve_for_data(ds, overrides: dict, file_values: dict | None = None):
@@ -115,6 +119,23 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=run)
 
 
+def _without_data_section(file_values: dict, config_file: str | None) -> dict:
+    """A config file's settings for a run without --data: a ``data`` section that prepares
+    something is refused (nothing would apply it); one at its defaults (every saved config has
+    one; ``path`` is provenance) is dropped, so the run records no data load."""
+    from ..config import DataConfig
+
+    section = {k.removeprefix("data."): v for k, v in file_values.items() if k.startswith("data.")}
+    prepared = sorted(f"data.{k}" for k, v in section.items()
+                      if k != "path" and (k not in DataConfig.model_fields
+                                          or v != DataConfig.model_fields[k].default))
+    if prepared:
+        raise ValueError(f"--config {config_file}: {', '.join(prepared)} say how a data file is "
+                         "loaded, but no --data was given (give --data FILE, or drop them for a "
+                         "simulation)")
+    return {k: v for k, v in file_values.items() if not k.startswith("data.")}
+
+
 def request_from_args(args: argparse.Namespace, output_dir: Path, scenario: str | None = None,
                       extra_overrides: dict | None = None):
     """Resolve the configuration and build a RunRequest from parsed flags."""
@@ -128,11 +149,14 @@ def request_from_args(args: argparse.Namespace, output_dir: Path, scenario: str 
     if getattr(args, "data", None):
         # the one loading path of train/infer/baseline/run (commands.common): every format, the
         # data-file flags, the --N check; refused here, before the run directory is made
-        from .common import load_data_from_args
-        from .inspect import load_options_from
+        from ..io import load_options_of
+        from .common import data_config_from_args, load_data_from_args
 
         dataset, _ = load_data_from_args(args)
-        data_options = load_options_from(args).model_dump(exclude_defaults=True)
+        data_options = load_options_of(data_config_from_args(args)).model_dump(
+            exclude_defaults=True)
+    else:
+        file_values = _without_data_section(file_values, getattr(args, "config", None))
     if scenario is None:
         if dataset is None:
             raise ValueError("give --scenario NAME (a simulation) or --data FILE (own data)")

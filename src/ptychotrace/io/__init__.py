@@ -17,10 +17,10 @@ from pathlib import Path
 
 from ..data.dataset import Dataset, DatasetError
 from .geometry import Geometry, ObjectFrame
-from .scan import LoadOptions, build_dataset
+from .scan import LoadOptions, build_dataset, load_options_of
 
 __all__ = ["Geometry", "LoadOptions", "ObjectFrame", "assign_geometry", "detect_format", "load_data",
-           "pattern_size", "save_data"]
+           "load_options_of", "pattern_size", "save_data"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 

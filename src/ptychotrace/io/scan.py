@@ -60,6 +60,17 @@ class LoadOptions(BaseModel):
                                  "upper fraction in y is the test split (as in simulation)")
 
 
+#: RunConfig.data field -> LoadOptions field, where the names differ (the config's say units).
+_CONFIG_NAMES = {"crop_N": "N", "beam_centre_px": "beam_centre"}
+
+
+def load_options_of(data) -> LoadOptions:
+    """The LoadOptions of a ``RunConfig.data`` section (config.DataConfig): the one place where
+    the recorded data options become the loader's; ``path`` is provenance, not an option."""
+    fields = data.model_dump(exclude={"path"})
+    return LoadOptions(**{_CONFIG_NAMES.get(k, k): v for k, v in fields.items()})
+
+
 @dataclass
 class RawScan:
     """What one file holds, in the file's units. ``keys`` names where each quantity came from
