@@ -67,7 +67,6 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
     network's orientation.
     Returns (patches with the chosen orientation, record)."""
     p = torch.as_tensor(patches)
-    n = p.shape[-1]
     amp = p.abs().to(torch.float64)
     amps = torch.stack([amp, twin_of(amp, mode)])               # (2, P, N, N)
     pa = np.abs(probe)
@@ -80,6 +79,23 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
     if len(pairs) == 0:
         record.update(flipped=0, note="no overlapping pairs; nothing to decide")
         return patches, record
+    cost = _pair_costs(amps, support, radius, xcoords, ycoords, pairs)
+    labels, best, energies = _choose_labels(cost, pairs, n_pat, iterations)
+    out = p.clone()
+    flip = torch.as_tensor(labels.astype(bool))
+    if flip.any():
+        out[flip] = twin_of(p[flip], mode)
+    record.update(flipped=int(labels.sum()), n_patterns=int(n_pat), start=best,
+                  energies=energies, energy_unflipped=_energy(cost, pairs, np.zeros(n_pat, np.int64)))
+    return out.numpy(), record
+
+
+def _pair_costs(amps: torch.Tensor, support: torch.Tensor, radius: float, xcoords: np.ndarray,
+                ycoords: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Overlap-weighted cost table (pairs, 2, 2): cost[e, a, b] for patch i = pairs[e, 0] in
+    orientation a and patch j = pairs[e, 1] in orientation b. ``amps`` is (2, P, N, N) (the
+    amplitudes and their twins), ``support`` the (N, N) probe support, ``radius`` its radius (px)."""
+    n = amps.shape[-1]
     i, j = pairs[:, 0], pairs[:, 1]
     # Only the probe's support matters: crop every patch to a centred square around it (about
     # 7x fewer pixels than the full patch at N=64) and pad by the largest pair offset, 2*radius.
@@ -110,12 +126,39 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
                 ai = amps[a][i[sl]]
                 cost[sl, a, b] = (((ai - aj) ** 2 * mask).sum(dim=(-2, -1)) / msum).numpy()
     cost *= overlap[:, None, None]   # overlap weight
+    return cost
 
-    def energy(lab):
-        return float(cost[np.arange(len(pairs)), lab[i], lab[j]].sum())
 
-    # Per node: its edges and, for each, the cost table oriented as [own label, other label].
-    node_edges: list[np.ndarray] = [np.empty(0, np.int64)] * n_pat
+def _energy(cost: np.ndarray, pairs: np.ndarray, lab: np.ndarray) -> float:
+    """Total cost of the labelling ``lab`` (P,) over all overlapping pairs."""
+    return float(cost[np.arange(len(pairs)), lab[pairs[:, 0]], lab[pairs[:, 1]]].sum())
+
+
+def _choose_labels(cost: np.ndarray, pairs: np.ndarray, n_pat: int,
+                   iterations: int) -> tuple[np.ndarray, str, dict[str, float]]:
+    """Minimise the pair energy: returns (labels (P,), name of the winning start, energy per start).
+
+    Greedy starts with the root of every component labelled 0 or 1; keep, per component, the
+    better one; then polish with ICM. Plain ICM from all-0 / all-1 competes; lowest energy wins."""
+    i = pairs[:, 0]
+    node_other, node_cost = _node_tables(cost, pairs, n_pat)
+    nbrs = _neighbours(pairs, n_pat)
+    lab0, comp = _propagate(0, nbrs, cost, i)
+    lab1, _ = _propagate(1, nbrs, cost, i)
+    better = (_component_energies(cost, pairs, lab1, comp)
+              < _component_energies(cost, pairs, lab0, comp))
+    greedy = np.where(better[comp], lab1, lab0)
+    starts = {"greedy": greedy, "zeros": np.zeros(n_pat, np.int64), "ones": np.ones(n_pat, np.int64)}
+    results = {name: _icm(lab, node_other, node_cost, iterations) for name, lab in starts.items()}
+    energies = {name: _energy(cost, pairs, lab) for name, lab in results.items()}
+    best = min(energies, key=energies.get)
+    return results[best], best, energies
+
+
+def _node_tables(cost: np.ndarray, pairs: np.ndarray,
+                 n_pat: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per node: its neighbours and, for each edge, the cost table oriented as [own label, other label]."""
+    i, j = pairs[:, 0], pairs[:, 1]
     node_other: list[np.ndarray] = [np.empty(0, np.int64)] * n_pat
     node_cost: list[np.ndarray] = [np.empty((0, 2, 2))] * n_pat
     order_e = np.argsort(np.concatenate([i, j]), kind="stable")
@@ -127,84 +170,81 @@ def twin_consistency(patches: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarr
         a, b = bounds[k], bounds[k + 1]
         node_other[k] = others[a:b]
         node_cost[k] = oriented[a:b]
-        node_edges[k] = order_e[a:b]
+    return node_other, node_cost
 
-    def icm(lab):
-        lab = lab.copy()
-        for _ in range(iterations):
-            changed = 0
-            for k in range(n_pat):
-                if len(node_other[k]) == 0:
-                    continue
-                lo = lab[node_other[k]]
-                rows = np.arange(len(lo))
-                e = (node_cost[k][rows, 0, lo].sum(), node_cost[k][rows, 1, lo].sum())
-                new = int(e[1] < e[0])
-                if new != lab[k]:
-                    lab[k], changed = new, changed + 1
-            if not changed:
-                break
-        return lab
 
-    nbrs: list[list[tuple[int, int]]] = [[] for _ in range(n_pat)]   # (edge, other node)
+def _icm(lab: np.ndarray, node_other: list[np.ndarray], node_cost: list[np.ndarray],
+         iterations: int) -> np.ndarray:
+    """Iterated conditional modes from ``lab`` (not modified): each node in turn takes the label
+    cheaper against its neighbours' current labels, until nothing changes or ``iterations`` sweeps."""
+    lab = lab.copy()
+    for _ in range(iterations):
+        changed = 0
+        for k in range(len(node_other)):
+            if len(node_other[k]) == 0:
+                continue
+            lo = lab[node_other[k]]
+            rows = np.arange(len(lo))
+            e = (node_cost[k][rows, 0, lo].sum(), node_cost[k][rows, 1, lo].sum())
+            new = int(e[1] < e[0])
+            if new != lab[k]:
+                lab[k], changed = new, changed + 1
+        if not changed:
+            break
+    return lab
+
+
+def _neighbours(pairs: np.ndarray, n_pat: int) -> list[list[tuple[int, int]]]:
+    """Per node, its (edge index, other node) pairs."""
+    nbrs: list[list[tuple[int, int]]] = [[] for _ in range(n_pat)]
     for e, (a, b) in enumerate(pairs):
         nbrs[a].append((e, int(b)))
         nbrs[b].append((e, int(a)))
+    return nbrs
 
-    def edge_cost(e, node, other, l_node, l_other):
-        # cost of edge e with `node` labelled l_node and `other` labelled l_other
-        return cost[e, l_node, l_other] if i[e] == node else cost[e, l_other, l_node]
 
-    def propagate(root_label):
-        """Greedy from the most confident edges: grow each connected component from its best
-        connected node; a node's label is fixed by the labelled neighbour whose edge decides it
-        most clearly (largest cost gap between its two labels)."""
-        import heapq
+def _edge_cost(cost, i, e, node, other, l_node, l_other):
+    """Cost of edge e with `node` labelled l_node and `other` labelled l_other (i: first ends)."""
+    return cost[e, l_node, l_other] if i[e] == node else cost[e, l_other, l_node]
 
-        lab = np.full(n_pat, -1, np.int64)
-        comp = np.full(n_pat, -1, np.int64)
-        order = np.argsort([-len(x) for x in nbrs], kind="stable")
-        for c, root in enumerate(order):
-            if lab[root] >= 0:
+
+def _propagate(root_label: int, nbrs: list[list[tuple[int, int]]], cost: np.ndarray,
+               i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy from the most confident edges: grow each connected component from its best
+    connected node; a node's label is fixed by the labelled neighbour whose edge decides it
+    most clearly (largest cost gap between its two labels). Returns (labels, component id)."""
+    import heapq
+
+    n_pat = len(nbrs)
+    lab = np.full(n_pat, -1, np.int64)
+    comp = np.full(n_pat, -1, np.int64)
+    order = np.argsort([-len(x) for x in nbrs], kind="stable")
+    for c, root in enumerate(order):
+        if lab[root] >= 0:
+            continue
+        lab[root], comp[root] = root_label, c
+        heap = []
+
+        def push(node, heap=heap):
+            for e, other in nbrs[node]:
+                if lab[other] < 0:
+                    c0 = _edge_cost(cost, i, e, other, node, 0, lab[node])
+                    c1 = _edge_cost(cost, i, e, other, node, 1, lab[node])
+                    heapq.heappush(heap, (-abs(c0 - c1), int(other), int(c1 < c0)))
+
+        push(root)
+        while heap:
+            _, node, choice = heapq.heappop(heap)
+            if lab[node] >= 0:
                 continue
-            lab[root], comp[root] = root_label, c
-            heap = []
+            lab[node], comp[node] = choice, c
+            push(node)
+    return lab, comp
 
-            def push(node, heap=heap):
-                for e, other in nbrs[node]:
-                    if lab[other] < 0:
-                        c0 = edge_cost(e, other, node, 0, lab[node])
-                        c1 = edge_cost(e, other, node, 1, lab[node])
-                        heapq.heappush(heap, (-abs(c0 - c1), int(other), int(c1 < c0)))
 
-            push(root)
-            while heap:
-                _, node, choice = heapq.heappop(heap)
-                if lab[node] >= 0:
-                    continue
-                lab[node], comp[node] = choice, c
-                push(node)
-        return lab, comp
-
-    def component_energies(lab, comp):
-        per_edge = cost[np.arange(len(pairs)), lab[i], lab[j]]
-        return np.bincount(comp[i], weights=per_edge, minlength=n_pat)
-
-    # Greedy starts with the root of every component labelled 0 or 1; keep, per component, the
-    # better one; then polish with ICM. Plain ICM from all-0 / all-1 competes; lowest energy wins.
-    lab0, comp = propagate(0)
-    lab1, _ = propagate(1)
-    better = component_energies(lab1, comp) < component_energies(lab0, comp)
-    greedy = np.where(better[comp], lab1, lab0)
-    starts = {"greedy": greedy, "zeros": np.zeros(n_pat, np.int64), "ones": np.ones(n_pat, np.int64)}
-    results = {name: icm(lab) for name, lab in starts.items()}
-    energies = {name: energy(lab) for name, lab in results.items()}
-    best = min(energies, key=energies.get)
-    labels = results[best]
-    out = p.clone()
-    flip = torch.as_tensor(labels.astype(bool))
-    if flip.any():
-        out[flip] = twin_of(p[flip], mode)
-    record.update(flipped=int(labels.sum()), n_patterns=int(n_pat), start=best,
-                  energies=energies, energy_unflipped=energy(np.zeros(n_pat, np.int64)))
-    return out.numpy(), record
+def _component_energies(cost: np.ndarray, pairs: np.ndarray, lab: np.ndarray,
+                        comp: np.ndarray) -> np.ndarray:
+    """Energy of labelling ``lab`` summed per connected component (indexed by ``comp``)."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    per_edge = cost[np.arange(len(pairs)), lab[i], lab[j]]
+    return np.bincount(comp[i], weights=per_edge, minlength=len(lab))
