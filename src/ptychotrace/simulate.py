@@ -55,7 +55,10 @@ def split_stats(unit_sums: np.ndarray, split: np.ndarray, nphotons: float) -> di
 
 def simulate(sim: SimulationConfig, progress: Progress | None = None,
              scenario: str | None = None) -> tuple[Dataset, dict]:
-    """Simulate one dataset (both splits). Deterministic for fixed seeds."""
+    """Simulate one dataset (both splits). Deterministic for fixed seeds.
+
+    Two passes over the patterns in chunks of CHUNK: the unit-dose far-field intensities (whose
+    training-split mean gives the dose scale), then Poisson counts at that scale in place."""
     n = sim.N
     obj = lines_object(sim.object_size, sim.object_seed, phase=sim.object_phase)
     raw_probe, probe_source = make_probe(sim)
@@ -72,44 +75,74 @@ def simulate(sim: SimulationConfig, progress: Progress | None = None,
     split = np.full(n_pat, TEST, dtype=np.int8)
     split[train_idx] = TRAIN
 
+    chunks = [slice(s, min(s + CHUNK, n_pat)) for s in range(0, n_pat, CHUNK)]
+    tick = _progress_ticker(progress, 2 * n_pat)
+    counts, unit_sums = _unit_dose_intensities(obj, norm.probe, pos, n, chunks, tick)
+    # The dose scale comes from the training split alone (physics.md), before any sampling.
+    dose = dataset_dose_scale(sim.nphotons, float(unit_sums[train_idx].mean()), n)
+    noise_seed_int = int(noise_seed.generate_state(1, dtype=np.uint64)[0])
+    measured = _counts_in_place(counts, dose.value**2, sim.poisson_noise, noise_seed_int, chunks,
+                                tick)
+
+    physical_probe = (norm.probe * np.float32(dose.value)).astype(np.complex64)
+    record, metadata = _records(sim, scenario, raw_probe, probe_source, norm, physical_probe,
+                                dose, unit_sums, measured, split, train_idx, test_idx)
+    ds = Dataset(xcoords=pos.xcoords, ycoords=pos.ycoords, counts=counts, probe=physical_probe,
+                 obj=obj, scan_index=np.arange(n_pat, dtype=np.int64), split=split,
+                 metadata=metadata)
+    return ds, record
+
+
+def _progress_ticker(progress: Progress | None, total: int):
+    """A callable advancing ``progress`` by a chunk's pattern count (no-op without progress)."""
+    done = [0]
+
+    def tick(k: int) -> None:
+        done[0] += k
+        if progress:
+            progress(done[0], total)
+    return tick
+
+
+def _unit_dose_intensities(obj, probe0, pos, n, chunks, tick) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 1: unit-dose far-field intensities |F(P0 * O_j)|^2, (P, N, N) float32, written
+    straight into the counts array (no second copy), and each pattern's float64 sum."""
     pad = required_pad(n)
     canvas = pad_canvas(torch.from_numpy(obj), pad)
-    p0 = torch.from_numpy(norm.probe)
+    p0 = torch.from_numpy(probe0)
     xs = torch.from_numpy(pos.xcoords + pad)
     ys = torch.from_numpy(pos.ycoords + pad)
-    chunks = [slice(s, min(s + CHUNK, n_pat)) for s in range(0, n_pat, CHUNK)]
-    done, total = 0, 2 * n_pat
-
-    # Pass 1: unit-dose far-field intensities |F(P0 * O_j)|^2, written straight into the counts
-    # array (no second copy), with each pattern's float64 sum.
+    n_pat = len(pos)
     counts = np.empty((n_pat, n, n), dtype=np.float32)
     unit_sums = np.empty(n_pat, dtype=np.float64)
     with torch.no_grad():
         for sl in chunks:
             field = far_field_of_product(p0, extract_patches(canvas, xs[sl], ys[sl], n))
             unit_sums[sl] = far_field_intensity(field.numpy(), counts[sl])
-            done += sl.stop - sl.start
-            if progress:
-                progress(done, total)
-    # The dose scale comes from the training split alone (physics.md), before any sampling.
-    dose = dataset_dose_scale(sim.nphotons, float(unit_sums[train_idx].mean()), n)
+            tick(sl.stop - sl.start)
+    return counts, unit_sums
 
-    # Pass 2, in place: counts = Poisson(s^2 * intensity), or the expected counts without noise.
-    s2 = dose.value**2
-    noise_seed_int = int(noise_seed.generate_state(1, dtype=np.uint64)[0])
-    measured = np.empty(n_pat, dtype=np.float64)
+
+def _counts_in_place(counts, s2: float, poisson: bool, noise_seed: int, chunks, tick
+                     ) -> np.ndarray:
+    """Pass 2, in place: counts = Poisson(s^2 * intensity), or the expected counts without
+    noise. Returns each pattern's measured photons (float64 sums)."""
+    measured = np.empty(len(counts), dtype=np.float64)
     for sl in chunks:
         block = counts[sl]
-        if sim.poisson_noise:
-            sample_poisson(block, noise_seed_int, s2, first_pattern=sl.start, out=block)
+        if poisson:
+            sample_poisson(block, noise_seed, s2, first_pattern=sl.start, out=block)
         else:
             np.multiply(block, np.float32(s2), out=block)
         measured[sl] = block.sum(axis=(1, 2), dtype=np.float64)
-        done += sl.stop - sl.start
-        if progress:
-            progress(done, total)
+        tick(sl.stop - sl.start)
+    return measured
 
-    physical_probe = (norm.probe * np.float32(dose.value)).astype(np.complex64)
+
+def _records(sim, scenario, raw_probe, probe_source, norm, physical_probe, dose, unit_sums,
+             measured, split, train_idx, test_idx) -> tuple[dict, dict]:
+    """(the simulation record of the scale chain, the dataset's metadata)."""
+    n, n_pat = sim.N, len(split)
     probe_block = {
         "source": probe_source, "mode": sim.probe_mode.value, "shape": list(raw_probe.shape),
         "pre_normalisation": amplitude_stats(raw_probe),
@@ -151,7 +184,4 @@ def simulate(sim: SimulationConfig, progress: Progress | None = None,
         "normalised_probe_energy": probe_block["energy"],
         "simulation": sim.model_dump(mode="json"),
     }
-    ds = Dataset(xcoords=pos.xcoords, ycoords=pos.ycoords, counts=counts, probe=physical_probe,
-                 obj=obj, scan_index=np.arange(n_pat, dtype=np.int64), split=split,
-                 metadata=metadata)
-    return ds, record
+    return record, metadata

@@ -236,80 +236,13 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], path: str | Path,
     the source in error messages. Used by :func:`load_dataset` and by ``ptychotrace.io``."""
     path = Path(path)
     meta = _parse_metadata(arrays, path)
-
-    diff = _require(arrays, "diff3d", path)
-    if diff.ndim != 3 or diff.shape[1] != diff.shape[2]:
-        raise DatasetError(f"{path}: 'diff3d' must have shape (P, N, N), got {diff.shape}")
-    if diff.shape[0] == 0:
-        raise DatasetError(f"{path}: 'diff3d' is empty (0 patterns)")
-    if diff.dtype.kind != "f":
-        raise DatasetError(f"{path}: 'diff3d' must be floating point, got {diff.dtype}")
-    _check_finite(diff, "diff3d", path)
-    if (diff < 0).any():
-        raise DatasetError(f"{path}: 'diff3d' has {int((diff < 0).sum())} negative values "
-                           "(counts and amplitudes must be >= 0)")
+    diff = _checked_patterns(arrays, path)
     n_pat, n = diff.shape[0], diff.shape[1]
-
-    xs = _require(arrays, "xcoords", path)
-    ys = _require(arrays, "ycoords", path)
-    for key, a in (("xcoords", xs), ("ycoords", ys)):
-        if a.ndim != 1 or a.dtype.kind not in "fiu":
-            raise DatasetError(f"{path}: '{key}' must be a 1-D numeric array, got "
-                               f"dtype {a.dtype} shape {a.shape}")
-        if a.shape[0] != n_pat:
-            raise DatasetError(f"{path}: '{key}' has {a.shape[0]} positions but 'diff3d' has "
-                               f"{n_pat} patterns")
-        _check_finite(a, key, path)
-
-    probe = _require(arrays, "probeGuess", path)
-    if probe.ndim != 2 or probe.shape != (n, n):
-        raise DatasetError(f"{path}: 'probeGuess' must be {n}x{n} to match the patterns, got "
-                           f"{probe.shape}")
-    if probe.dtype.kind not in "fc":
-        raise DatasetError(f"{path}: 'probeGuess' must be complex, got {probe.dtype}")
-    _check_finite(probe, "probeGuess", path)
-    if not np.any(np.abs(probe) > 0):
-        raise DatasetError(f"{path}: 'probeGuess' is zero everywhere")
-
-    obj = arrays.get("objectGuess")
-    if obj is not None:
-        if obj.ndim != 2 or obj.dtype.kind not in "fc":
-            raise DatasetError(f"{path}: 'objectGuess' must be a 2-D complex array, got "
-                               f"dtype {obj.dtype} shape {obj.shape}")
-        _check_finite(obj, "objectGuess", path)
-        h, w = obj.shape
-        outside = (xs < 0) | (xs > w - 1) | (ys < 0) | (ys > h - 1)
-        if outside.any():
-            i = int(np.flatnonzero(outside)[0])
-            raise DatasetError(f"{path}: {int(outside.sum())} positions lie outside the {h}x{w} "
-                               f"object, first at index {i}: x={xs[i]:.2f}, y={ys[i]:.2f}")
-
-    scan_index = arrays.get("scan_index", np.arange(n_pat))
-    if scan_index.shape != (n_pat,):
-        raise DatasetError(f"{path}: 'scan_index' must have shape ({n_pat},), got {scan_index.shape}")
-    uniq, seen = np.unique(scan_index, return_counts=True)
-    if (seen > 1).any():
-        raise DatasetError(f"{path}: 'scan_index' has duplicate indexes, first {uniq[seen > 1][0]}")
-    split = arrays.get("split", np.zeros(n_pat, dtype=np.int8))
-    if split.shape != (n_pat,) or not np.isin(split, (TRAIN, TEST)).all():
-        raise DatasetError(f"{path}: 'split' must be ({n_pat},) with values 0 (train) or 1 (test)")
-
-    measurement = meta.get("measurement") or {}
-    domain = measurement.get("domain") or measurement_domain
-    if measurement.get("domain") and measurement_domain and measurement_domain != measurement["domain"]:
-        raise DatasetError(f"{path}: file says measurement domain '{measurement['domain']}' but "
-                           f"'{measurement_domain}' was stated")
-    if domain is None:
-        raise DatasetError(f"{path}: the measurement domain of 'diff3d' is unknown (no metadata); "
-                           "state it with --measurement-domain counts|amplitude")
-    if domain not in _DOMAINS:
-        raise DatasetError(f"{path}: measurement domain must be one of {_DOMAINS}, got {domain!r}")
-    legacy = measurement.get("dose_normalised", dose_normalised)
-    if legacy is None:
-        legacy = False if measurement.get("domain") else None
-    if legacy is None:
-        raise DatasetError(f"{path}: unknown whether 'diff3d' is divided by the dose scale; state "
-                           "it (--dose-normalised / --no-dose-normalised)")
+    xs, ys = _checked_positions(arrays, n_pat, path)
+    probe = _checked_probe(arrays, n, path)
+    obj = _checked_object(arrays, xs, ys, path)
+    scan_index, split = _checked_index_and_split(arrays, n_pat, path)
+    domain, legacy = _measurement_convention(meta, measurement_domain, dose_normalised, path)
 
     values = diff.astype(np.float32)
     counts = values if domain == "counts" else np.square(values, dtype=np.float32)
@@ -330,3 +263,103 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], path: str | Path,
                    obj=None if obj is None else obj.astype(np.complex64),
                    scan_index=scan_index.astype(np.int64), split=split.astype(np.int8),
                    metadata=meta, valid=_bad_pixels(arrays, n, path))
+
+
+def _checked_patterns(arrays, path: Path) -> np.ndarray:
+    """``diff3d``: (P, N, N), non-empty, floating point, finite, >= 0."""
+    diff = _require(arrays, "diff3d", path)
+    if diff.ndim != 3 or diff.shape[1] != diff.shape[2]:
+        raise DatasetError(f"{path}: 'diff3d' must have shape (P, N, N), got {diff.shape}")
+    if diff.shape[0] == 0:
+        raise DatasetError(f"{path}: 'diff3d' is empty (0 patterns)")
+    if diff.dtype.kind != "f":
+        raise DatasetError(f"{path}: 'diff3d' must be floating point, got {diff.dtype}")
+    _check_finite(diff, "diff3d", path)
+    if (diff < 0).any():
+        raise DatasetError(f"{path}: 'diff3d' has {int((diff < 0).sum())} negative values "
+                           "(counts and amplitudes must be >= 0)")
+    return diff
+
+
+def _checked_positions(arrays, n_pat: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``xcoords``, ``ycoords``: 1-D numeric, one per pattern, finite (object pixels)."""
+    xs = _require(arrays, "xcoords", path)
+    ys = _require(arrays, "ycoords", path)
+    for key, a in (("xcoords", xs), ("ycoords", ys)):
+        if a.ndim != 1 or a.dtype.kind not in "fiu":
+            raise DatasetError(f"{path}: '{key}' must be a 1-D numeric array, got "
+                               f"dtype {a.dtype} shape {a.shape}")
+        if a.shape[0] != n_pat:
+            raise DatasetError(f"{path}: '{key}' has {a.shape[0]} positions but 'diff3d' has "
+                               f"{n_pat} patterns")
+        _check_finite(a, key, path)
+    return xs, ys
+
+
+def _checked_probe(arrays, n: int, path: Path) -> np.ndarray:
+    """``probeGuess``: (N, N) complex (or real), finite, not zero everywhere."""
+    probe = _require(arrays, "probeGuess", path)
+    if probe.ndim != 2 or probe.shape != (n, n):
+        raise DatasetError(f"{path}: 'probeGuess' must be {n}x{n} to match the patterns, got "
+                           f"{probe.shape}")
+    if probe.dtype.kind not in "fc":
+        raise DatasetError(f"{path}: 'probeGuess' must be complex, got {probe.dtype}")
+    _check_finite(probe, "probeGuess", path)
+    if not np.any(np.abs(probe) > 0):
+        raise DatasetError(f"{path}: 'probeGuess' is zero everywhere")
+    return probe
+
+
+def _checked_object(arrays, xs, ys, path: Path) -> np.ndarray | None:
+    """Optional ``objectGuess``: 2-D complex, finite, every position inside it."""
+    obj = arrays.get("objectGuess")
+    if obj is None:
+        return None
+    if obj.ndim != 2 or obj.dtype.kind not in "fc":
+        raise DatasetError(f"{path}: 'objectGuess' must be a 2-D complex array, got "
+                           f"dtype {obj.dtype} shape {obj.shape}")
+    _check_finite(obj, "objectGuess", path)
+    h, w = obj.shape
+    outside = (xs < 0) | (xs > w - 1) | (ys < 0) | (ys > h - 1)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise DatasetError(f"{path}: {int(outside.sum())} positions lie outside the {h}x{w} "
+                           f"object, first at index {i}: x={xs[i]:.2f}, y={ys[i]:.2f}")
+    return obj
+
+
+def _checked_index_and_split(arrays, n_pat: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``scan_index`` (unique, default 0..P-1) and ``split`` (0 train / 1 test, default train)."""
+    scan_index = arrays.get("scan_index", np.arange(n_pat))
+    if scan_index.shape != (n_pat,):
+        raise DatasetError(f"{path}: 'scan_index' must have shape ({n_pat},), got {scan_index.shape}")
+    uniq, seen = np.unique(scan_index, return_counts=True)
+    if (seen > 1).any():
+        raise DatasetError(f"{path}: 'scan_index' has duplicate indexes, first {uniq[seen > 1][0]}")
+    split = arrays.get("split", np.zeros(n_pat, dtype=np.int8))
+    if split.shape != (n_pat,) or not np.isin(split, (TRAIN, TEST)).all():
+        raise DatasetError(f"{path}: 'split' must be ({n_pat},) with values 0 (train) or 1 (test)")
+    return scan_index, split
+
+
+def _measurement_convention(meta, measurement_domain, dose_normalised, path: Path
+                            ) -> tuple[str, bool]:
+    """(domain 'counts' | 'amplitude', legacy dose-normalised?) from the file or the user; the
+    file wins, a contradiction or an unknown is an error."""
+    measurement = meta.get("measurement") or {}
+    domain = measurement.get("domain") or measurement_domain
+    if measurement.get("domain") and measurement_domain and measurement_domain != measurement["domain"]:
+        raise DatasetError(f"{path}: file says measurement domain '{measurement['domain']}' but "
+                           f"'{measurement_domain}' was stated")
+    if domain is None:
+        raise DatasetError(f"{path}: the measurement domain of 'diff3d' is unknown (no metadata); "
+                           "state it with --measurement-domain counts|amplitude")
+    if domain not in _DOMAINS:
+        raise DatasetError(f"{path}: measurement domain must be one of {_DOMAINS}, got {domain!r}")
+    legacy = measurement.get("dose_normalised", dose_normalised)
+    if legacy is None:
+        legacy = False if measurement.get("domain") else None
+    if legacy is None:
+        raise DatasetError(f"{path}: unknown whether 'diff3d' is divided by the dose scale; state "
+                           "it (--dose-normalised / --no-dose-normalised)")
+    return domain, legacy
