@@ -174,37 +174,9 @@ def _scale_probe(probe: np.ndarray, counts: np.ndarray, valid: np.ndarray | None
 def build_dataset(raw: RawScan, opts: LoadOptions):
     """RawScan + options -> (Dataset, Geometry). Errors name the file and the key."""
     path = raw.path
-    counts = np.asarray(raw.counts)
-    key_c = raw.keys["counts"]
-    if counts.ndim != 3 or min(counts.shape) == 0:
-        raise DatasetError(f"{path}: {key_c} must be a non-empty (P, H, W) stack, got {counts.shape}")
-    if counts.dtype.kind not in "fiu":
-        raise DatasetError(f"{path}: {key_c} must be numeric, got {counts.dtype}")
-    counts = counts.astype(np.float32) if counts.dtype.kind in "iu" else counts
-    if raw.bad is not None and raw.bad.shape != counts.shape[1:]:
-        raise DatasetError(f"{path}: {raw.keys.get('mask', 'mask')} has shape {raw.bad.shape} but "
-                           f"the detector frames are {counts.shape[1]}x{counts.shape[2]}")
+    counts = _checked_counts(raw)
     _check_positions(raw)
-    missing = []
-    energy = _stated(raw.photon_energy_eV, opts.photon_energy_eV, "photon energy (eV)",
-                     raw.keys.get("energy", "energy"), "--photon-energy-ev", path)
-    dist = _stated(raw.detector_distance_m, opts.detector_distance_m, "detector distance (m)",
-                   raw.keys.get("distance", "distance"), "--detector-distance-m", path)
-    pw = _stated(raw.detector_pixel_width_m, opts.detector_pixel_size_m, "detector pixel width (m)",
-                 raw.keys.get("pixel_width", "pixel width"), "--detector-pixel-size-m", path)
-    ph = _stated(raw.detector_pixel_height_m, opts.detector_pixel_size_m,
-                 "detector pixel height (m)", raw.keys.get("pixel_height", "pixel height"),
-                 "--detector-pixel-size-m", path)
-    for label, value, key, flag in (
-            ("photon energy", energy, "energy", "--photon-energy-ev"),
-            ("detector distance", dist, "distance", "--detector-distance-m"),
-            ("detector pixel width", pw, "pixel_width", "--detector-pixel-size-m"),
-            ("detector pixel height", ph, "pixel_height", "--detector-pixel-size-m")):
-        if value is None:
-            missing.append(f"{label} (the file has no {raw.keys.get(key, key)}; state it with {flag})")
-    if missing:
-        raise DatasetError(f"{path}: positions are in metres but the object pixel size cannot be "
-                           "derived; missing " + "; ".join(missing))
+    energy, dist, pw, ph = _stated_geometry(raw, opts)
 
     counts, bad, prep = prepare_detector(counts, raw.bad, opts.N, opts.beam_centre, opts.bin_factor,
                                          opts.saturation_count, source=str(path))
@@ -213,27 +185,7 @@ def build_dataset(raw: RawScan, opts: LoadOptions):
     wl = energy_ev_to_wavelength_m(energy)
     pw, ph = pw * opts.bin_factor, ph * opts.bin_factor
     opw, oph = object_pixel_size_m(wl, dist, n, pw), object_pixel_size_m(wl, dist, n, ph)
-
-    frame_px = (raw.frame or {}).get("pixel_m")
-    if frame_px is not None and not np.allclose(frame_px, (opw, oph), rtol=1e-6, atol=0):
-        raw.notes.append(f"the file's object pixels ({frame_px[0]:.6g} x {frame_px[1]:.6g} m) differ "
-                         f"from wavelength*distance/(N*pixel) = {opw:.6g} x {oph:.6g} m: its object "
-                         "array is not used and the frame is taken from the scan extent")
-        raw.frame, raw.obj = None, None
-    if raw.frame is not None:
-        h, w = raw.frame["shape"]
-        frame = ObjectFrame(height_px=int(h), width_px=int(w), center_x_m=raw.frame["center_x_m"],
-                            center_y_m=raw.frame["center_y_m"], pixel_width_m=opw,
-                            pixel_height_m=oph, chosen_from=raw.frame.get("from", "file"))
-    else:
-        frame = frame_for_positions(raw.x_m, raw.y_m, opw, oph, n)
-    xs, ys = frame.to_pixels(raw.x_m, raw.y_m)
-    out = (xs < 0) | (xs > frame.width_px - 1) | (ys < 0) | (ys > frame.height_px - 1)
-    if out.any():
-        i = int(np.flatnonzero(out)[0])
-        raise DatasetError(f"{path}: {int(out.sum())} positions fall outside the {frame.height_px}x"
-                           f"{frame.width_px} px object frame, first index {i} at x={xs[i]:.1f}, "
-                           f"y={ys[i]:.1f} px (check the units and the sign of the positions)")
+    frame, xs, ys = _frame_and_pixels(raw, opw, oph, n)
 
     probe, modes = _probe_mode0(raw, n)
     probe, scaling = _scale_probe(probe, counts, valid, opts.probe_scaling, raw.probe_physical)
@@ -261,6 +213,77 @@ def build_dataset(raw: RawScan, opts: LoadOptions):
     if bad is not None:
         arrays["bad_pixels"] = bad
     return dataset_from_arrays(arrays, path), geom
+
+
+def _checked_counts(raw: RawScan) -> np.ndarray:
+    """The detector frames (P, H, W), numeric and non-empty (integers as float32), with a mask
+    of the frames' shape."""
+    path = raw.path
+    counts = np.asarray(raw.counts)
+    key_c = raw.keys["counts"]
+    if counts.ndim != 3 or min(counts.shape) == 0:
+        raise DatasetError(f"{path}: {key_c} must be a non-empty (P, H, W) stack, got {counts.shape}")
+    if counts.dtype.kind not in "fiu":
+        raise DatasetError(f"{path}: {key_c} must be numeric, got {counts.dtype}")
+    counts = counts.astype(np.float32) if counts.dtype.kind in "iu" else counts
+    if raw.bad is not None and raw.bad.shape != counts.shape[1:]:
+        raise DatasetError(f"{path}: {raw.keys.get('mask', 'mask')} has shape {raw.bad.shape} but "
+                           f"the detector frames are {counts.shape[1]}x{counts.shape[2]}")
+    return counts
+
+
+def _stated_geometry(raw: RawScan, opts: LoadOptions) -> tuple[float, float, float, float]:
+    """(photon energy eV, detector distance m, detector pixel width m, height m): the file's or
+    the user's; any missing one is an error naming the key and the flag."""
+    path = raw.path
+    missing = []
+    energy = _stated(raw.photon_energy_eV, opts.photon_energy_eV, "photon energy (eV)",
+                     raw.keys.get("energy", "energy"), "--photon-energy-ev", path)
+    dist = _stated(raw.detector_distance_m, opts.detector_distance_m, "detector distance (m)",
+                   raw.keys.get("distance", "distance"), "--detector-distance-m", path)
+    pw = _stated(raw.detector_pixel_width_m, opts.detector_pixel_size_m, "detector pixel width (m)",
+                 raw.keys.get("pixel_width", "pixel width"), "--detector-pixel-size-m", path)
+    ph = _stated(raw.detector_pixel_height_m, opts.detector_pixel_size_m,
+                 "detector pixel height (m)", raw.keys.get("pixel_height", "pixel height"),
+                 "--detector-pixel-size-m", path)
+    for label, value, key, flag in (
+            ("photon energy", energy, "energy", "--photon-energy-ev"),
+            ("detector distance", dist, "distance", "--detector-distance-m"),
+            ("detector pixel width", pw, "pixel_width", "--detector-pixel-size-m"),
+            ("detector pixel height", ph, "pixel_height", "--detector-pixel-size-m")):
+        if value is None:
+            missing.append(f"{label} (the file has no {raw.keys.get(key, key)}; state it with {flag})")
+    if missing:
+        raise DatasetError(f"{path}: positions are in metres but the object pixel size cannot be "
+                           "derived; missing " + "; ".join(missing))
+    return energy, dist, pw, ph
+
+
+def _frame_and_pixels(raw: RawScan, opw: float, oph: float, n: int):
+    """(ObjectFrame, x px, y px): the file's object frame where its pixels agree with the
+    geometry, else one fitted to the scan; every position must fall inside it."""
+    path = raw.path
+    frame_px = (raw.frame or {}).get("pixel_m")
+    if frame_px is not None and not np.allclose(frame_px, (opw, oph), rtol=1e-6, atol=0):
+        raw.notes.append(f"the file's object pixels ({frame_px[0]:.6g} x {frame_px[1]:.6g} m) differ "
+                         f"from wavelength*distance/(N*pixel) = {opw:.6g} x {oph:.6g} m: its object "
+                         "array is not used and the frame is taken from the scan extent")
+        raw.frame, raw.obj = None, None
+    if raw.frame is not None:
+        h, w = raw.frame["shape"]
+        frame = ObjectFrame(height_px=int(h), width_px=int(w), center_x_m=raw.frame["center_x_m"],
+                            center_y_m=raw.frame["center_y_m"], pixel_width_m=opw,
+                            pixel_height_m=oph, chosen_from=raw.frame.get("from", "file"))
+    else:
+        frame = frame_for_positions(raw.x_m, raw.y_m, opw, oph, n)
+    xs, ys = frame.to_pixels(raw.x_m, raw.y_m)
+    out = (xs < 0) | (xs > frame.width_px - 1) | (ys < 0) | (ys > frame.height_px - 1)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise DatasetError(f"{path}: {int(out.sum())} positions fall outside the {frame.height_px}x"
+                           f"{frame.width_px} px object frame, first index {i} at x={xs[i]:.1f}, "
+                           f"y={ys[i]:.1f} px (check the units and the sign of the positions)")
+    return frame, xs, ys
 
 
 def wavelength_to_energy(wavelength_m: float) -> float:
