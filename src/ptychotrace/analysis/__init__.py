@@ -1,6 +1,6 @@
-"""Cross-run analysis: the bias analyzer (``bias``: loading, per-run blocks, the summary),
-its decision rules (``rules``, ``evidence``), the supplementary ratio ranking (``ranking``), the
-Markdown page (``markdown``) and its figure (``plots``)."""
+"""Cross-run analysis: the bias analyzer (``bias``: loading and the summary; ``blocks``: the
+per-run blocks), its decision rules (``rules``, ``evidence``), the supplementary ratio ranking
+(``ranking``), the Markdown page (``markdown``) and its figure (``plots``)."""
 
 from .bias import (
     AnalyzerInputError,

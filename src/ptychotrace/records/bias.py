@@ -20,7 +20,7 @@ BIAS_SUMMARY_FILE = "bias_summary.json"
 
 
 class AnalyzedChannel(Block):
-    """One channel's headline numbers (analysis.bias._channel_headline); amplitude in object
+    """One channel's headline numbers (analysis.blocks._channel_headline); amplitude in object
     amplitude units, phase in rad."""
 
     mae: float | None
