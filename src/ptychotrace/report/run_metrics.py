@@ -370,15 +370,22 @@ def _consistency_section(cons: ConsistencyRecord | None, why: str | None) -> Sec
     return Section("data-consistency", title, blocks)
 
 
+def _from_either(md: RunMetadata, ist: IntensityStats | None, key: str):
+    """(block, source file): run_metadata.json's ``key`` block first, else intensity_stats.json's
+    (both record the label blocks); (None, run_metadata.json) when neither has it."""
+    block = getattr(md, key)
+    if block is None and ist is not None and getattr(ist, key) is not None:
+        return getattr(ist, key), "intensity_stats.json"
+    return block, "run_metadata.json"
+
+
 def _not_in_either(key: str) -> str:
     return f"not available (no {key} block in run_metadata.json or intensity_stats.json)"
 
 
 def _label_vs_truth_section(md: RunMetadata, ist: IntensityStats | None) -> Section:
     """run_metadata.json's block first, else intensity_stats.json's (both record it)."""
-    lvt, src = md.label_vs_truth_analysis, "run_metadata.json"
-    if lvt is None and ist is not None and ist.label_vs_truth_analysis is not None:
-        lvt, src = ist.label_vs_truth_analysis, "intensity_stats.json"
+    lvt, src = _from_either(md, ist, "label_vs_truth_analysis")
     if lvt is None:
         return Section("label-vs-truth", "Labels vs ground truth",
                        [_missing(f"Labels vs truth {_not_in_either('label_vs_truth_analysis')}")])
@@ -404,9 +411,7 @@ def _label_vs_truth_section(md: RunMetadata, ist: IntensityStats | None) -> Sect
 
 
 def _training_labels_section(md: RunMetadata, ist: IntensityStats | None) -> Section:
-    tl, src = md.training_labels, "run_metadata.json"
-    if tl is None and ist is not None and ist.training_labels is not None:
-        tl, src = ist.training_labels, "intensity_stats.json"
+    tl, src = _from_either(md, ist, "training_labels")
     if tl is None:
         return Section("training-labels", "Training labels",
                        [_missing(f"Training labels {_not_in_either('training_labels')}")])
