@@ -276,3 +276,21 @@ def test_cosine_schedule_follows_the_formula():
     assert lrs == pytest.approx(want, rel=1e-9)
     plateau = _make_scheduler(opt, tiny_config().training, 4)
     assert isinstance(plateau, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def test_group_merge_warmup_ends_at_the_step_cap(tiny_ds, tmp_path):
+    """gridsize 2: the per-pattern warm-up lasts merge_warmup_epochs epochs or
+    merge_warmup_max_steps optimiser steps, whichever ends first (history 'group_merge' is the
+    fraction of an epoch's steps that merged)."""
+    over = {"simulation.gridsize": 2, "grouping.group_count": 24, "training.batch_size": 4,
+            "training.nepochs": 3, "training.merge_warmup_epochs": 5}
+    ds = simulate(tiny_config(**over).simulation)[0]
+    runs = {}
+    for cap in (None, 8):
+        cfg = tiny_config(**over, **{"training.merge_warmup_max_steps": cap})
+        res = train(cfg, ds, tmp_path / str(cap), progress=False, log=lambda *a: None)
+        hist = json.loads(Path(res.history_path).read_text())["metrics"]
+        runs[cap] = hist["group_merge"]
+    assert runs[None] == [0.0, 0.0, 0.0]          # 5 warm-up epochs > 3 trained
+    merged = runs[8]                               # ~5 steps per epoch: the cap falls in epoch 2
+    assert merged[0] == 0.0 and 0.0 < merged[1] < 1.0 and merged[2] == 1.0

@@ -140,11 +140,19 @@ class TrainingConfig(_Frozen):
     merge_warmup_epochs: int = Field(5, ge=0, description="gridsize > 1: first epochs apply the "
                                      "physics per pattern (no group merge), so the network leaves "
                                      "the flat-object start before the merge couples the channels")
+    merge_warmup_max_steps: int | None = Field(
+        250, ge=0, description="gridsize > 1: the warm-up also ends after this many optimiser "
+        "steps (None = epochs only), so that a large training set does not spend whole epochs "
+        "per pattern (measured: 18 min at SSIM 0.34 with 4000 groups, docs/benchmarks.md)")
     # -- issue #12: network variants, schedule, collapse guard (see docs/benchmarks.md) --
     arch: Literal["plain", "unet"] = Field("plain", description="network: 'plain' encoder -> "
                                            "decoders, or 'unet' (encoder skips into the decoders)")
     norm: Literal["none", "group"] = Field("none", description="GroupNorm after each hidden conv")
     residual: bool = Field(False, description="residual conv blocks")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="hidden-layer compute precision: 'bfloat16' is autocast mixed "
+        "precision (heads and physics stay float32), ~3x faster on CPUs with AMX/AVX512-BF16 and "
+        "on GPUs, emulated (slower) elsewhere; recorded in the checkpoint and used by infer")
     lr_schedule: Literal["plateau", "cosine"] = Field(
         "plateau", description="'plateau': ReduceLROnPlateau on the monitored loss; 'cosine': "
         "cosine decay from lr to lr_floor over nepochs (per epoch)")

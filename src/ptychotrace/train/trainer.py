@@ -211,14 +211,16 @@ class Trainer:
     def _train_epoch(self, epoch: int, prog) -> dict:
         tr = self.tr
         self.sampler.set_epoch(epoch)
-        merge = epoch > tr.merge_warmup_epochs
         order = np.fromiter(iter(self.sampler), dtype=np.int64)
         sums = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64)
+        merged_steps, steps = 0, 0
         t_ep = time.perf_counter()
         for s in range(self.steps_per_epoch):
             idx = order[s * tr.batch_size:(s + 1) * tr.batch_size]
             if len(idx) == 0:
                 continue
+            merge = self._merge_now(epoch)
+            merged_steps, steps = merged_steps + merge, steps + 1
             vals = self._step(epoch, idx, merge)
             sums += torch.tensor(vals, dtype=torch.float64) * len(idx)
             if "after_step" in self.hooks:
@@ -234,8 +236,16 @@ class Trainer:
         ep["samples_per_second"] = n_samples / ep_time if ep_time > 0 else None
         ep["epoch_seconds"] = ep_time
         ep["lr"] = self.opt.param_groups[0]["lr"]
-        ep["group_merge"] = 1.0 if (merge or self.model.gridsize == 1) else 0.0
+        # fraction of this epoch's steps that merged the group (1 for gridsize 1: nothing to merge)
+        ep["group_merge"] = 1.0 if self.model.gridsize == 1 else merged_steps / max(steps, 1)
         return ep
+
+    def _merge_now(self, epoch: int) -> bool:
+        """Whether the next step merges each group (gridsize > 1): after ``merge_warmup_epochs``
+        epochs or ``merge_warmup_max_steps`` optimiser steps, whichever comes first."""
+        tr = self.tr
+        cap = tr.merge_warmup_max_steps
+        return epoch > tr.merge_warmup_epochs or (cap is not None and self.global_step >= cap)
 
     def _validate(self, ep: dict) -> float:
         """Add validation losses and the collapse statistic to ``ep``; return the monitor."""
