@@ -181,6 +181,12 @@ def _without_truth(md: Mapping[str, Any], path: Path) -> bool:
     return isinstance(cmp, Mapping) and cmp.get("available") is False and not path.exists()
 
 
+def _failed_before(md: Mapping[str, Any], path: Path) -> bool:
+    """A run whose metadata records a failure and that wrote no comparison_metrics.json (the
+    runner writes run_metadata.json even when a stage raises)."""
+    return isinstance(md, Mapping) and md.get("status") == "failed" and not path.exists()
+
+
 def load_run(name: str, run_dir: str | Path) -> dict[str, Any]:
     """Read one run directory: {run_dir, run_metadata, comparison, <optional>..., absent_files}."""
     root = Path(run_dir)
@@ -192,6 +198,12 @@ def load_run(name: str, run_dir: str | Path) -> dict[str, Any]:
             # the run's comparison block says so, and no truth-based check is made from it
             out[key] = dict(out["run_metadata"]["comparison"])
             out["absent_files"][rel] = "no ground truth in the data (comparison.available false)"
+            continue
+        if key == "comparison" and _failed_before(out["run_metadata"], root / rel):
+            # the run stopped before its comparison stage: the verdict is the failure itself
+            stage = out["run_metadata"].get("failed_stage")
+            out[key] = {"available": False, "reason": f"the run failed in stage {stage!r}"}
+            out["absent_files"][rel] = f"the run failed in stage {stage!r} before writing it"
             continue
         raw, _ = _read_json(name, root / rel, True)
         # The typed records (records/) when the file matches them; a file that does not (an

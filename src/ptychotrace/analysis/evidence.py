@@ -66,8 +66,11 @@ def gather_evidence(s: Mapping[str, Any], md: Mapping[str, Any], cmp: Mapping[st
     if consistency is None:
         notes.append("no consistency record (consistency/consistency.json): the data "
                      "consistency and input checks were not made; run with the current runner")
+    err = md.get("error") if isinstance(md.get("error"), Mapping) else {}
+    error = f"{err.get('type', 'error')}: {str(err.get('message', ''))[:200]}" if err else None
     return Evidence(
-        status=md.get("status"), failed_stage=md.get("failed_stage"), consistency=consistency,
+        status=md.get("status"), failed_stage=md.get("failed_stage"), error=error,
+        consistency=consistency,
         training_nan=dig(s, "training_nan", "any_nan"),
         label_gap_pct=_num(lvt.get("amplitude_gap_pct")) if lvt.get("available") else None,
         label_terms_active=dig(s, "loss_composition", "label_terms_active"),

@@ -70,6 +70,7 @@ class Evidence:
 
     status: str | None = None
     failed_stage: str | None = None
+    error: str | None = None          # "Type: message" of a failed run's recorded error
     consistency: ConsistencyRecord | None = None
     training_nan: bool | None = None
     label_gap_pct: float | None = None
@@ -118,9 +119,10 @@ def _kept(best: float | None, recorded: float | None) -> float | None:
 # --------------------------------------------------------------------------------------------
 def rule_run_status(e: Evidence):
     if e.status not in (None, "ok"):
+        err = f": {e.error}" if e.error else ""
         return "run status", ("run_status", f"the run did not finish (status {e.status!r}, failed "
-                              f"in stage {e.failed_stage!r})", {"status": e.status,
-                              "failed_stage": e.failed_stage},
+                              f"in stage {e.failed_stage!r}{err})", {"status": e.status,
+                              "failed_stage": e.failed_stage, "error": e.error},
                               f"the error in run_metadata.json and logs/run.log of stage "
                               f"{e.failed_stage!r}")
     return f"status {e.status or 'n/a'}", None
