@@ -405,11 +405,24 @@ def test_analyze_report(tmp_path):
     assert s["diagnosis"]["line"] in text      # the analyzer's one-line verdict
     assert "bias_summary.png" in text
     assert "(bias_summary.png)" in result.markdown.read_text()
-    # the report's view of the file uses the analyzer's own field names; a rename fails loudly
-    from ptychotrace.analysis.records import BiasSummary
-    from ptychotrace.records.bias import AnalysisSummary
+    # one model for the writer and the reader: a rename in the analyzer fails when it writes
+    # (nothing is written), and a renamed field in a file fails when the report reads it
+    import ptychotrace.analysis.bias as bias_mod
 
-    assert set(AnalysisSummary.model_fields) <= set(BiasSummary.model_fields)
+    real = bias_mod.analyze_run
+
+    def renamed(name, run):
+        block = real(name, run)
+        block["training_nan"]["nan"] = block["training_nan"].pop("any_nan")
+        return block
+
+    bias_mod.analyze_run = renamed
+    try:
+        with pytest.raises(ValueError, match="any_nan"):
+            analyze_runs({"gs1": tmp_path / "gs1"}, tmp_path / "analysis_renamed")
+    finally:
+        bias_mod.analyze_run = real
+    assert not (tmp_path / "analysis_renamed").exists()
     bs = json.loads((tmp_path / "analysis" / "bias_summary.json").read_text())
     bs["scenarios"]["gs1"]["training_nan"]["nan"] = bs["scenarios"]["gs1"]["training_nan"].pop(
         "any_nan")

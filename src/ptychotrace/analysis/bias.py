@@ -93,7 +93,7 @@ from .blocks import (
 from .evidence import gather_evidence
 from .markdown import render_bias_markdown
 from .ranking import THRESHOLDS, _diagnose, _num
-from .records import BiasSummary, Verdict
+from ..records.bias import AnalysisSummary, Verdict
 from .rules import LIMITS, decide
 
 REQUIRED_FILES = ("run_metadata.json", "comparison_metrics.json")
@@ -346,11 +346,10 @@ def analyze_runs(runs: Mapping[str, str | Path], output_dir: str | Path, *,
                               "replace the bias summary, or choose another --output-dir")
     loaded = {name: load_run(name, path) for name, path in runs.items()}
     scenarios = {name: analyze_run(name, run) for name, run in loaded.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
     verdicts = {n: Verdict.model_validate({k: v for k, v in s["diagnosis"].items()
                                            if k in Verdict.model_fields})
                 for n, s in scenarios.items()}
-    record = BiasSummary(
+    record = AnalysisSummary(
         generated_at=_utc_now_iso(), scenario_count=len(scenarios),
         inputs={n: str(p) for n, p in runs.items()}, thresholds=dict(THRESHOLDS),
         decision_limits=dict(LIMITS), verdicts=verdicts,
@@ -358,6 +357,7 @@ def analyze_runs(runs: Mapping[str, str | Path], output_dir: str | Path, *,
         scenarios=sanitize(scenarios), overview=sanitize(_overview(scenarios)),
         artifacts=[SUMMARY_JSON, SUMMARY_MD] + ([SUMMARY_PNG] if figure else []))
     summary = record.model_dump(mode="json")
+    out_dir.mkdir(parents=True, exist_ok=True)
     if figure:
         from .plots import plot_bias_summary
         plot_bias_summary(summary, out_dir / SUMMARY_PNG)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..evaluate.consistency import ConsistencyRecord
-from .records import RuleOutcome, Verdict
+from ..records.bias import RuleOutcome, Verdict
 
 #: Decision limits (all dimensionless). Reasons: docs/telemetry.md, "How the analyzer decides".
 LIMITS = {

@@ -1,22 +1,56 @@
-"""bias_summary.json as its readers see it: the analyzer's verdicts and the per-scenario numbers
-the report shows.
+"""bias_summary.json: the analyzer's verdicts and per-run numbers, one typed model for the
+writer (analysis/bias.py ``analyze_runs``) and every reader (the report).
 
-The analyzer writes the file through :class:`ptychotrace.analysis.records.BiasSummary` (the top
-level and the verdicts typed, the per-scenario detail blocks free-form dicts). This module types
-the parts of those detail blocks that other stages read (the report), under the analyzer's own
-field names (analysis/bias.py ``analyze_run``), so a renamed field fails when the file is read.
-A check that could not be made has ``available`` False and a ``reason``.
+The top level, the verdicts and the per-scenario blocks other stages read are typed under the
+analyzer's own field names (analysis/bias.py ``analyze_run``); the writer validates the whole
+summary through :class:`AnalysisSummary` before anything is written, so a renamed or dropped
+field fails in the analyzer, not later in a reader. Blocks keep extra keys (the detail the
+Markdown summary shows; docs/telemetry.md). A check that could not be made has ``available``
+False and a ``reason``.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Any, Literal
 
-from ..analysis.records import Verdict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from .base import Block, Record
 from .comparison import BiasSummary
 
 BIAS_SUMMARY_FILE = "bias_summary.json"
+BIAS_SUMMARY_SCHEMA_VERSION = "2.0"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RuleOutcome(_Strict):
+    """One rule of the decision procedure: what it checked and what it found."""
+
+    rule: str
+    outcome: Literal["pass", "fault", "not_assessed"]   # not_assessed: e.g. needs a ground truth
+    detail: str
+
+
+class Verdict(_Strict):
+    """The decision for one run: healthy, or the stage at fault with evidence and what to check."""
+
+    healthy: bool
+    stage: str                     # a key of analysis.rules.STAGE_LABELS ("healthy" when healthy)
+    label: str
+    reason: str
+    evidence: dict[str, Any]
+    next_check: str | None
+    trace: list[RuleOutcome]
+    notes: list[str] = []
+
+    def line(self, name: str) -> str:
+        """The one line a person acts on."""
+        if self.healthy:
+            return f"{name}: HEALTHY - {self.reason}"
+        return f"{name}: FAULT at {self.label} - {self.reason}. Next: check {self.next_check}."
 
 
 class AnalyzedChannel(Block):
@@ -110,15 +144,16 @@ class AnalysisOverview(Block):
 
 
 class AnalysisSummary(Record):
-    """The whole bias_summary.json, read (the writer's model is analysis.records.BiasSummary;
-    the field names here are a subset of its own, tested)."""
+    """The whole bias_summary.json (schema 2.0), as written and as read."""
 
-    schema_version: str
+    schema_version: str = BIAS_SUMMARY_SCHEMA_VERSION
     generated_at: str
     scenario_count: int
     inputs: dict[str, str]
     thresholds: dict[str, float]
+    decision_limits: dict[str, float] = Field(default_factory=dict)
     verdicts: dict[str, Verdict]
+    verdict_lines: dict[str, str] = Field(default_factory=dict)
     scenarios: dict[str, AnalyzedScenario]
     overview: AnalysisOverview
     artifacts: list[str] = Field(default_factory=list)
