@@ -76,6 +76,7 @@ from typing import Any
 from ..evaluate.consistency import CONSISTENCY_DIR, CONSISTENCY_JSON
 from ..evaluate.consistency_record import load_consistency
 from ..records import ComparisonRecord, RecordError, RunMetadata
+from ..records.bias import AnalysisSummary, Verdict
 from ..telemetry.stats import dig as _dig
 from ..telemetry.writers import sanitize, write_json, write_text
 from .blocks import (
@@ -93,7 +94,6 @@ from .blocks import (
 from .evidence import gather_evidence
 from .markdown import render_bias_markdown
 from .ranking import THRESHOLDS, _diagnose, _num
-from ..records.bias import AnalysisSummary, Verdict
 from .rules import LIMITS, decide
 
 REQUIRED_FILES = ("run_metadata.json", "comparison_metrics.json")
