@@ -43,7 +43,8 @@ def one_size(n: int, args, device: torch.device, work: Path) -> dict:
             "simulation.base_total_images": args.patterns, "grouping.group_count": args.patterns,
             "training.nepochs": args.epochs, "training.batch_size": args.batch_size,
             "training.device": str(device), "training.validation_fraction": 0.05,
-            "simulation.buffer": min(10.0, args.object_size / 4)}
+            "simulation.buffer": min(10.0, args.object_size / 4),
+            "training.precision": args.precision}
     cfg, _, _ = resolve_scenario("gs1_ideal", over, use_profile=False)
     t0 = time.perf_counter()
     ds, _ = simulate(cfg.simulation, scenario="gs1_ideal")
@@ -78,6 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--infer-batch", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tiny", action="store_true", help="seconds-long smoke run (any device)")
+    ap.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                    help="training.precision of the network (bfloat16: autocast mixed precision)")
     ap.add_argument("--output", help="default benchmarks/results/gpu_throughput_<device>.json")
     args = ap.parse_args(argv)
     if args.tiny:
@@ -89,7 +92,8 @@ def main(argv=None) -> int:
     rows = [one_size(n, args, device, work) for n in args.sizes]
     result = {"benchmark": "gpu_throughput", "command": " ".join(sys.argv), "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "tiny": args.tiny, "sizes": rows, "wall_seconds": time.perf_counter() - t0,
+              "tiny": args.tiny, "precision": args.precision, "sizes": rows,
+              "wall_seconds": time.perf_counter() - t0,
               "units": {"training_samples_per_second": "groups x C patterns per second of "
                         "optimiser epochs (trainer.py)", "inference_patterns_per_second":
                         "patterns per second of network forward passes (predict_patches)"},

@@ -259,3 +259,26 @@ def test_bfloat16_network_matches_float32_with_float32_heads(gridsize, support):
         == "float32"                           # checkpoints from before the option
     with pytest.raises(ValueError, match="precision"):
         PtychoNet(NetworkConfig(N=32, precision="float16"))
+
+
+def test_group_merge_with_central_support_ignores_the_zero_padding():
+    """gridsize 2 with the central object support: each patch defines only its central N/2, and
+    the merge weights it by that window, so a pixel inside one patch's support and outside the
+    others' keeps that patch's value exactly; a window of ones dilutes it with their zeros."""
+    from ptychotrace.physics.stitching import merge_group
+
+    n, half = 16, 8
+    q = (n - half) // 2
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    patches = torch.zeros(1, 4, n, n)
+    patches[0, :, q:q + half, q:q + half] = values[:, None, None]
+    dx = torch.tensor([[-5.0, 5.0, -5.0, 5.0]], dtype=torch.float64)   # supports disjoint,
+    dy = torch.tensor([[-5.0, -5.0, 5.0, 5.0]], dtype=torch.float64)   # whole patches overlap
+    with_support, canvas = merge_group(patches, dx, dy, support=half)
+    ones, _ = merge_group(patches, dx, dy)
+    # pixel (row 8, col 11) of patch 0 is in its own support and in patch 1's zero padding only
+    assert float(with_support[0, 0, 8, 11]) == pytest.approx(1.0)
+    assert float(ones[0, 0, 8, 11]) == pytest.approx(0.5)    # diluted by patch 1's zeros
+    # the merged canvas is a convex combination of the patch values where any support reaches
+    inside = canvas[0][canvas[0] != 0]
+    assert float(inside.min()) >= 1.0 - 1e-6 and float(inside.max()) <= 4.0 + 1e-6

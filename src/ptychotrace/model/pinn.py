@@ -79,7 +79,8 @@ class PINN(nn.Module):
         if self.gridsize > 1 and merge:
             if dx is None or dy is None:
                 raise ValueError("gridsize > 1 needs the group offsets dx, dy (B, C)")
-            obj, _ = merge_group(obj, dx.to(torch.float64), dy.to(torch.float64))
+            support = self.net_cfg.N // 2 if self.net_cfg.object_support == "central" else None
+            obj, _ = merge_group(obj, dx.to(torch.float64), dy.to(torch.float64), support)
         return obj, expected_counts(self.probe, obj)
 
     def forward(self, x: torch.Tensor, dx: torch.Tensor | None = None,

@@ -82,20 +82,25 @@ def stitch_to_object_frame(patches: Tensor, xcoords: Tensor, ycoords: Tensor,
                     covered=st.covered[..., crop[0], crop[1]])
 
 
-def merge_group(patches: Tensor, dx: Tensor, dy: Tensor) -> tuple[Tensor, Tensor]:
+def merge_group(patches: Tensor, dx: Tensor, dy: Tensor,
+                support: int | None = None) -> tuple[Tensor, Tensor]:
     """Per-group merge and re-extraction used by the PINN for gridsize > 1.
 
     patches: (B, C, N, N) predicted object patches; dx, dy: (B, C) offsets of each pattern from its
     group centre, in pixels. Each group gets its own small canvas (groups never mix), patches are
     averaged where they overlap, then every pattern's patch is re-extracted from its group canvas.
+    ``support``: the side of the central square each patch defines (the network's central object
+    support, N/2); the average then weights every patch by that window, so a patch's zeros outside
+    its support never enter the merge. None: the whole patch.
     Returns (re-extracted patches (B, C, N, N), merged canvases (B, S, S)).
     """
     n = patches.shape[-1]
     size = group_canvas_size(n, max_abs_offset(dx, dy))
     centre = size // 2
     xs, ys = dx + centre, dy + centre
-    window = torch.ones(n, n, dtype=patches.real.dtype if patches.is_complex() else patches.dtype,
-                        device=patches.device)
+    dtype = patches.real.dtype if patches.is_complex() else patches.dtype
+    window = (torch.ones(n, n, dtype=dtype, device=patches.device) if support is None else
+              central_window(n, support, dtype=dtype, device=patches.device))
     merged = overlap_average(patches, xs, ys, (size, size), window).image
     return extract_patches(merged, xs, ys, n), merged
 

@@ -88,13 +88,10 @@ AUTO_SUPPORT_MAX_OUTSIDE = 1e-3
 def resolve_object_support(setting: str, probe: np.ndarray, gridsize: int = 1) -> str:
     """'auto' -> 'central' when gridsize is 1 and the probe illuminates (almost) nothing outside
     the central N/2 x N/2 box (the object there is never seen; predicting it only costs time),
-    else 'full'. For gridsize > 1 'central' is refused: the group merge (merge_group, window of
-    ones) would average a neighbour's zero padding into the illuminated region (measured: the
-    gs2 loss stalls at ~0.13 with a near-flat amplitude)."""
-    if setting == "central" and gridsize > 1:
-        raise ValueError("object_support 'central' cannot be used with gridsize > 1: the group "
-                         "merge would average the zero padding of neighbouring patches into the "
-                         "object; use 'full' or 'auto'")
+    else 'full'. 'auto' keeps 'full' for gridsize > 1 (the benchmarked default); 'central' with
+    gridsize > 1 merges each group with the support as the window (merge_group ``support``), so
+    a neighbour's zero padding never enters the average (with a window of ones it did: the gs2
+    loss stalled at ~0.13 with a near-flat amplitude)."""
     if setting != "auto":
         return setting
     if gridsize > 1:
