@@ -69,7 +69,7 @@ def _check_photons(root: Path, md: dict, ds) -> None:
 def rescore_run(run_dir: str | Path, data_path: str | Path | None = None, log=print):
     """Write ``consistency/`` for a run that lacks it; return its ConsistencyRecord."""
     from ..config import RunConfig
-    from ..evaluate.consistency_record import record_run_consistency
+    from ..evaluate.consistency_record import BlockCollector, record_run_consistency
     from ..infer.predict import predict
     from ..stages.evaluate import activation_bound
     from ..telemetry.writers import write_json
@@ -98,14 +98,8 @@ def rescore_run(run_dir: str | Path, data_path: str | Path | None = None, log=pr
     model = load_model(ckpt)
     pred = predict(model, ds, cfg.inference)
 
-    class _Blocks:            # record_run_consistency's recorder interface; run_metadata is kept
-        def set_block(self, name, value):
-            pass
-
-        def add_artifact(self, rel):
-            pass
-
-    record = record_run_consistency(_Blocks(), root, ds, pred, activation_bound(model))
+    # run_metadata.json is left as the run wrote it: the collected block is not written back
+    record = record_run_consistency(BlockCollector(), root, ds, pred, activation_bound(model))
     record = record.model_copy(update={"notes": [*record.notes, (
         "rescored by 'ptychotrace analyze --rescore': the recorded model and inference re-run on "
         "the re-made data (photons per split matched the run's record); run_metadata.json is "

@@ -56,31 +56,17 @@ def write_without_truth(out: Path, pred, ds=None) -> dict:
     return stats
 
 
-class _Blocks:
-    """Collects what ``record_run_consistency`` records (a run's recorder interface)."""
-
-    def __init__(self):
-        self.blocks: dict = {}
-        self.artifacts: list[str] = []
-
-    def set_block(self, name: str, value) -> None:
-        self.blocks[name] = value
-
-    def add_artifact(self, rel) -> None:
-        self.artifacts.append(str(rel))
-
-
 def write_consistency(out: Path, ds, pred, model) -> dict:
     """The data-consistency record (consistency/consistency.json, as in a run: how well the
     reconstruction explains the measured counts, with or without a truth); its summary block is
     added to stats.json."""
     import json
 
-    from ..evaluate.consistency_record import record_run_consistency
+    from ..evaluate.consistency_record import BlockCollector, record_run_consistency
     from ..stages.evaluate import activation_bound
     from ..telemetry.writers import write_json
 
-    rec = _Blocks()
+    rec = BlockCollector()
     record_run_consistency(rec, out, ds, pred, activation_bound(model))
     block = rec.blocks["data_consistency"]
     stats_path = out / "stats.json"

@@ -115,6 +115,22 @@ def record_consistency(run_dir: str | Path, ds, *, final_obj: np.ndarray | None,
     return record
 
 
+class BlockCollector:
+    """A stand-in for the run recorder's interface that :func:`record_run_consistency` uses
+    (``set_block``, ``add_artifact``), for callers outside a run (``infer``, ``analyze
+    --rescore``): it keeps what would have gone into run_metadata.json."""
+
+    def __init__(self):
+        self.blocks: dict = {}
+        self.artifacts: list[str] = []
+
+    def set_block(self, name: str, value) -> None:
+        self.blocks[name] = value
+
+    def add_artifact(self, rel) -> None:
+        self.artifacts.append(str(rel))
+
+
 def record_run_consistency(rec, run_dir: str | Path, ds, pred,
                            activation_bound: float | None = None) -> ConsistencyRecord:
     """The scenario runner's hook: score the prediction (``Prediction.object_full`` and its
@@ -177,4 +193,5 @@ def _plot_map(path: Path, devs: dict) -> None:
         fig.savefig(tmp, format="png")
 
 
-__all__ = ["PATTERN_COLUMNS", "load_consistency", "record_consistency"]
+__all__ = ["PATTERN_COLUMNS", "BlockCollector", "load_consistency", "record_consistency",
+           "record_run_consistency"]
