@@ -29,3 +29,31 @@ def tiny_dataset(tiny_sim_overrides):
 
     cfg, _, _ = resolve_scenario("gs1_ideal", tiny_sim_overrides, use_profile=False)
     return simulate(cfg.simulation)
+
+
+#: The analyzer suites' tiny gs1_ideal run (N 32, 96 px object, 48 patterns per split, 1 epoch).
+TINY_RUN = {"simulation.N": 32, "simulation.object_size": 96, "simulation.base_total_images": 48,
+            "simulation.buffer": 8.0, "grouping.group_count": 64, "training.nepochs": 1,
+            "training.batch_size": 8, "inference.stitch_window": 12,
+            "evaluation.prediction_scale_source": "least_squares"}
+
+
+@pytest.fixture(scope="session")
+def run_tiny():
+    """``run_tiny(out_dir, overrides={}, dataset=None, faults={})`` -> (config, dataset): one real
+    run of the tiny gs1_ideal configuration (TINY_RUN + overrides) through the scenario runner.
+    ``dataset`` (default: simulated from the config) is what the run reads; the simulation record
+    is always the config's own, as for a file whose metadata state the nominal settings."""
+    from ptychotrace.config import resolve_scenario
+    from ptychotrace.scenarios.runner import RunRequest, run_scenario
+    from ptychotrace.simulate import simulate
+
+    def run(out_dir, overrides=None, dataset=None, faults=None):
+        cfg, _, _ = resolve_scenario("gs1_ideal", {**TINY_RUN, **(overrides or {})},
+                                     use_profile=False)
+        ds, record = simulate(cfg.simulation, scenario="gs1_ideal")
+        run_scenario(RunRequest(config=cfg, output_dir=out_dir, progress=False,
+                                dataset=ds if dataset is None else dataset,
+                                dataset_record=record, faults=faults or {}))
+        return cfg, ds
+    return run

@@ -42,7 +42,6 @@ from ptychotrace.evaluate.consistency import (
     summarise,
     unit_deviance,
 )
-from ptychotrace.scenarios.runner import RunRequest, run_scenario
 from ptychotrace.simulate import simulate
 
 TINY = {"simulation.N": 32, "simulation.object_size": 96, "simulation.base_total_images": 48,
@@ -113,13 +112,10 @@ def test_deviance_detects_a_wrong_probe_and_ignores_masked_pixels(dose_datasets)
 
 # ------------------------------------------------------------------ run directories
 @pytest.fixture(scope="module")
-def healthy(tmp_path_factory):
+def healthy(tmp_path_factory, run_tiny):
     """One real tiny run (1 epoch) and the pieces its fault variants are built from."""
-    cfg, _, _ = resolve_scenario("gs1_ideal", TINY, use_profile=False)
     root = tmp_path_factory.mktemp("faults")
-    ds, record = simulate(cfg.simulation, scenario="gs1_ideal")
-    run_scenario(RunRequest(config=cfg, output_dir=root / "healthy", progress=False, dataset=ds,
-                            dataset_record=record))
+    _, ds = run_tiny(root / "healthy")
     return root, healthy_pieces(root / "healthy", ds)
 
 

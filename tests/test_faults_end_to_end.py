@@ -17,14 +17,6 @@ import pytest
 
 from ptychotrace.analysis import analyze_runs
 from ptychotrace.analysis.faults import EXPECTED_STAGE, INPUT_FAULTS, inject
-from ptychotrace.config import resolve_scenario
-from ptychotrace.scenarios.runner import RunRequest, run_scenario
-from ptychotrace.simulate import simulate
-
-TINY = {"simulation.N": 32, "simulation.object_size": 96, "simulation.base_total_images": 48,
-        "simulation.buffer": 8.0, "grouping.group_count": 64, "training.nepochs": 1,
-        "training.batch_size": 8, "inference.stitch_window": 12,
-        "evaluation.prediction_scale_source": "least_squares"}
 
 #: model-side faults a real run can produce: (config overrides, runner test faults)
 MODEL_CASES = {"wrong_labels": ({}, {"label_scale": 2.0}),
@@ -33,21 +25,16 @@ MODEL_CASES = {"wrong_labels": ({}, {"label_scale": 2.0}),
 
 
 @pytest.fixture(scope="module")
-def verdicts(tmp_path_factory):
+def verdicts(tmp_path_factory, run_tiny):
     root = tmp_path_factory.mktemp("e2e")
-    cfg, _, _ = resolve_scenario("gs1_ideal", TINY, use_profile=False)
-    ds, record = simulate(cfg.simulation, scenario="gs1_ideal")
-    runs: dict[str, Path] = {}
-    for case in ("healthy",) + INPUT_FAULTS:
-        data = ds if case == "healthy" else inject(ds, case)
-        run_scenario(RunRequest(config=cfg, output_dir=root / case, progress=False, dataset=data,
-                                dataset_record=record))
+    _, ds = run_tiny(root / "healthy")
+    runs: dict[str, Path] = {"healthy": root / "healthy"}
+    for case in INPUT_FAULTS:
+        run_tiny(root / case, dataset=inject(ds, case))
         runs[case] = root / case
     for case, (over, faults) in MODEL_CASES.items():
-        c, _, _ = resolve_scenario("gs1_ideal", {**TINY, **over}, use_profile=False)
         try:
-            run_scenario(RunRequest(config=c, output_dir=root / case, progress=False,
-                                    dataset=ds, dataset_record=record, faults=faults))
+            run_tiny(root / case, over, faults=faults)
         except RuntimeError:          # the injected stage failure propagates, as in the CLI
             pass
         runs[case] = root / case

@@ -11,23 +11,13 @@ import pytest
 
 from ptychotrace.analysis.rescore import RescoreError, rescore_run
 from ptychotrace.cli import main
-from ptychotrace.config import resolve_scenario
 from ptychotrace.evaluate.consistency_record import load_consistency
-from ptychotrace.scenarios.runner import RunRequest, run_scenario
-from ptychotrace.simulate import simulate
-
-TINY = {"simulation.N": 32, "simulation.object_size": 96, "simulation.base_total_images": 48,
-        "simulation.buffer": 8.0, "grouping.group_count": 64, "training.nepochs": 1,
-        "training.batch_size": 8, "inference.stitch_window": 12}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    cfg, _, _ = resolve_scenario("gs1_ideal", TINY, use_profile=False)
+def run_dir(tmp_path_factory, run_tiny):
     root = tmp_path_factory.mktemp("rescore")
-    ds, record = simulate(cfg.simulation, scenario="gs1_ideal")
-    run_scenario(RunRequest(config=cfg, output_dir=root / "run", progress=False, dataset=ds,
-                            dataset_record=record))
+    run_tiny(root / "run")
     return root / "run"
 
 
