@@ -49,6 +49,8 @@ VARIANTS = {
     "unet_gn": {"training.arch": "unet", "training.norm": "group"},
     "unet_res_gn": {"training.arch": "unet", "training.norm": "group", "training.residual": True},
     "plain_res_gn": {"training.norm": "group", "training.residual": True},
+    "plain_sp1": {"training.spectral_blocks": 1},
+    "plain_sp2": {"training.spectral_blocks": 2},
 }
 
 
@@ -128,6 +130,16 @@ def run_one(scenario: str, variant: str, seed: int, args, ds, workdir: Path, log
                         ("loss", "val_loss", "lr", "pred_amp_cv", "epoch_seconds")}}
 
 
+def data_overrides(items: list[str]) -> dict:
+    """The ``simulation.*`` and ``grouping.*`` entries of ``--set KEY=JSON`` items."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key.startswith(("simulation.", "grouping.")):
+            out[key] = json.loads(value)
+    return out
+
+
 def corpus_overrides(args) -> dict:
     """The ``corpus.*`` overrides of the study's data flags (none: the scenario's split only)."""
     over = {}
@@ -151,7 +163,8 @@ def throughput(variants: list[str], repeats: int = 3, batch: int = 32) -> list[d
         over = VARIANTS[variant]
         kw = {"arch": over.get("training.arch", "plain"), "norm": over.get("training.norm", "none"),
               "residual": over.get("training.residual", False),
-              "width": over.get("training.width", 1)}
+              "width": over.get("training.width", 1),
+              "spectral_blocks": over.get("training.spectral_blocks", 0)}
         for n in (64, 128):
             for support in ("central", "full"):
                 cfg = NetworkConfig(N=n, amp_ref=1.0, object_support=support, **kw)
@@ -218,9 +231,11 @@ def main() -> int:
     def log(msg):
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
+    # The data follow the scenario plus any simulation.* / grouping.* overrides of --set (e.g.
+    # simulation.nphotons=1e4 for a low-dose study), so test split and training corpus agree.
     cfg, _, _ = resolve_scenario(args.scenario, {
         "simulation.base_total_images": args.base_total_images,
-        "grouping.group_count": args.group_count})
+        "grouping.group_count": args.group_count, **data_overrides(args.set)})
     ds, _ = simulate(cfg.simulation, scenario=args.scenario)
     out = Path(args.output)
     results = {"machine": {**describe_machine(), "load_average_start": os.getloadavg(),

@@ -282,3 +282,59 @@ def test_group_merge_with_central_support_ignores_the_zero_padding():
     # the merged canvas is a convex combination of the patch values where any support reaches
     inside = canvas[0][canvas[0] != 0]
     assert float(inside.min()) >= 1.0 - 1e-6 and float(inside.max()) <= 4.0 + 1e-6
+
+
+def test_spectral_block_is_an_exact_global_mix():
+    """SpectralBlock (model/network.py): with K = identity at every frequency the orthonormal
+    rfft2 -> irfft2 round trip returns x, so the block is x + act(x + W x); with W = 0 and a
+    random K, one input position changes every output position (global receptive field), which a
+    3x3 conv cannot do."""
+    from ptychotrace.model.network import SpectralBlock
+
+    torch.manual_seed(1)
+    c, n = 4, 8
+    blk = SpectralBlock(c, n, "relu")
+    x = torch.randn(2, c, n, n)
+    with torch.no_grad():
+        blk.weight.zero_()
+        blk.weight[..., 0] = torch.eye(c)[:, :, None, None]
+        expect = x + torch.relu(x + blk.pointwise(x))
+        assert torch.allclose(blk(x), expect, atol=1e-5)
+        blk.pointwise.weight.zero_()
+        blk.pointwise.bias.zero_()
+        blk.weight.normal_()
+        x0 = torch.zeros(1, c, n, n)
+        x1 = x0.clone()
+        x1[0, :, 0, 0] = 1.0
+        spec = lambda t: torch.fft.irfft2(torch.einsum(  # noqa: E731
+            "bixy,ioxy->boxy", torch.fft.rfft2(t, norm="ortho"),
+            torch.view_as_complex(blk.weight)), s=(n, n), norm="ortho")
+        d = (spec(x1) - spec(x0)).abs()
+        assert float(d[0, :, n - 1, n - 1].max()) > 1e-3   # the far corner sees the impulse
+        assert (d.amax(dim=1) > 1e-6).all()
+    with pytest.raises(ValueError, match="8x8"):
+        blk(torch.zeros(1, c, 4, 4))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_network_with_spectral_blocks_trains_and_round_trips(precision):
+    """spectral_blocks adds Fourier blocks at the bottleneck: shapes unchanged, every parameter
+    (K included, which starts at 0) gets a gradient, the config round-trips through the
+    checkpoint dict, and older checkpoints (no key) load as spectral_blocks=0."""
+    torch.manual_seed(0)
+    cfg = NetworkConfig(N=32, gridsize=2, amp_ref=1.0, object_support="central",
+                        spectral_blocks=2, precision=precision)
+    net = PtychoNet(cfg)
+    assert len(net.spectral) == 2 and net.spectral[0].size == 8     # 32 px / 2^2 stages
+    x = torch.rand(3, 4, 32, 32)
+    amp, phase = net(x)
+    assert amp.shape == phase.shape == (3, 4, 32, 32) and amp.dtype == torch.float32
+    (amp.square().mean() + phase.square().mean()).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().max()) > 0, name
+    d = cfg.to_dict()
+    assert NetworkConfig.from_dict(d) == cfg
+    assert NetworkConfig.from_dict({k: v for k, v in d.items() if k != "spectral_blocks"}) \
+        .spectral_blocks == 0
+    with pytest.raises(ValueError, match="spectral_blocks"):
+        PtychoNet(NetworkConfig(N=32, spectral_blocks=-1))

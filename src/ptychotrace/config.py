@@ -149,6 +149,8 @@ class TrainingConfig(_Frozen):
                                            "decoders, or 'unet' (encoder skips into the decoders)")
     norm: Literal["none", "group"] = Field("none", description="GroupNorm after each hidden conv")
     residual: bool = Field(False, description="residual conv blocks")
+    spectral_blocks: int = Field(0, ge=0, le=8, description="Fourier (FNO-style) blocks at the "
+                                 "network's bottleneck: a global receptive field in one layer")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="hidden-layer compute precision: 'bfloat16' is autocast mixed "
         "precision (heads and physics stay float32), ~3x faster on CPUs with AMX/AVX512-BF16 and "

@@ -17,8 +17,10 @@ residual is the original network, state-dict compatible with older checkpoints):
 ``arch='unet'`` concatenates each encoder stage's output (before pooling) into the decoder level
 of the same resolution (U-Net skips, both decoders); ``norm='group'`` puts a GroupNorm (8 groups)
 after every hidden conv; ``residual=True`` makes every block ``act(body(x) + proj(x))`` with a 1x1
-projection where the width changes. Note that the input lives in diffraction space and the output
-in real space, so a skip carries features, not spatially corresponding pixels.
+projection where the width changes; ``spectral_blocks=k`` adds k Fourier blocks at the bottleneck
+(``SpectralBlock``: a learned per-frequency channel mix, FNO-style, so that every bottleneck
+position sees every other in one layer). Note that the input lives in diffraction space and the
+output in real space, so a skip carries features, not spatially corresponding pixels.
 
 Amplitude head: ``amp_ref * softplus(z) / ln 2`` -- range (0, inf), so it reaches any object
 amplitude (the lines object spans ~0.6-5); at z = 0 it outputs ``amp_ref``, a data-derived
@@ -78,6 +80,7 @@ class NetworkConfig:
     arch: str = "plain"       # "plain" (encoder -> decoders) | "unet" (skip connections)
     norm: str = "none"        # "none" | "group" (GroupNorm after every hidden conv)
     residual: bool = False    # residual conv blocks (1x1 projection where the width changes)
+    spectral_blocks: int = 0  # Fourier blocks at the bottleneck (SpectralBlock), 0 = none
     #: Compute precision of the hidden layers: "float32", or "bfloat16" (autocast mixed
     #: precision: hidden convs in bfloat16, channels-last; the two output heads, their
     #: activations and everything after them in float32). See PRECISIONS.
@@ -111,6 +114,7 @@ class NetworkConfig:
                    amp_ref=float(d["amp_ref"]), object_support=str(d.get("object_support", "full")),
                    activation=str(d.get("activation", "relu")), arch=str(d.get("arch", "plain")),
                    norm=str(d.get("norm", "none")), residual=bool(d.get("residual", False)),
+                   spectral_blocks=int(d.get("spectral_blocks", 0)),
                    precision=str(d.get("precision", "float32")))
 
 
@@ -188,6 +192,37 @@ def _block(cin: int, cout: int, act: str = "relu", norm: str = "none",
     return nn.Sequential(*first, *second, _act(act))
 
 
+class SpectralBlock(nn.Module):
+    """Fourier block (FNO-style) on a (B, C, h, w) feature map: ``x + act(K x + W x)``.
+
+    ``K`` multiplies the orthonormal 2-D real FFT of ``x`` at every frequency by a learned complex
+    C x C matrix and transforms back; ``W`` is a 1x1 conv. Why: the map from a diffraction pattern
+    to its object patch is global (every detector pixel informs every object pixel), while a 3x3
+    conv stack only mixes neighbours, so this gives the bottleneck (8 x 8 for every N here) a
+    global receptive field in one layer. The FFT runs in float32 in every precision. ``K``
+    starts at 0, so an untrained block is ``x + act(W x)``. Parameters: 2 C^2 h (w/2+1) reals
+    (1.3 M at C = 128, 8 x 8); its MACs (C^2 h (w/2+1) complex per group, ~0.7 M) are not in
+    ``network_macs``, which counts convolutions."""
+
+    def __init__(self, channels: int, size: int, act: str):
+        super().__init__()
+        self.size = size
+        # C_in x C_out x rows x rfft cols, as (real, imag)
+        self.weight = nn.Parameter(torch.zeros(channels, channels, size, size // 2 + 1, 2))
+        self.pointwise = nn.Conv2d(channels, channels, 1)
+        self.act = _act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            raise ValueError(f"SpectralBlock built for {self.size}x{self.size}, got "
+                             f"{tuple(x.shape[-2:])}")
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            xf = torch.fft.rfft2(x.float(), norm="ortho")            # (B, C, h, w//2+1)
+            yf = torch.einsum("bixy,ioxy->boxy", xf, torch.view_as_complex(self.weight))
+            spec = torch.fft.irfft2(yf, s=(self.size, self.size), norm="ortho")
+        return x + self.act(spec.to(x.dtype) + self.pointwise(x))
+
+
 class _Decoder(nn.Module):
     """``levels`` x (2x nearest upsampling [+ concat encoder skip] + conv block), then a 3x3 conv
     to ``out_channels``. ``skips``: channels of the encoder skip per level (0 = none)."""
@@ -234,6 +269,10 @@ class PtychoNet(nn.Module):
         blk = {"act": cfg.activation, "norm": cfg.norm, "residual": cfg.residual}
         self.encoder = nn.ModuleList(_block(c if i == 0 else f[i - 1], f[i], **blk)
                                      for i in range(len(f)))
+        if cfg.spectral_blocks < 0:
+            raise ValueError(f"spectral_blocks must be >= 0, got {cfg.spectral_blocks}")
+        self.spectral = nn.ModuleList(SpectralBlock(f[-1], cfg.N >> len(f), cfg.activation)
+                                      for _ in range(cfg.spectral_blocks))
         # 'central': the decoders stop one level early (N/2 output, zero-padded to N), as in
         # PtychoPINN; this also skips the two most expensive full-resolution conv blocks.
         levels = len(f) - 1 if cfg.object_support == "central" else len(f)
@@ -254,7 +293,9 @@ class PtychoNet(nn.Module):
         if cfg.precision == "bfloat16":
             # oneDNN's bfloat16 convolutions are fastest channels-last (the layout does not change
             # the state dict, so checkpoints load into either precision).
-            self.to(memory_format=torch.channels_last)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    m.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.cfg.channels or x.shape[-1] != self.cfg.N:
@@ -270,6 +311,8 @@ class PtychoNet(nn.Module):
                 z = blk(z)
                 feats.append(z)
                 z = F.max_pool2d(z, 2)
+            for blk in self.spectral:
+                z = blk(z)
             skips = list(reversed(feats)) if self.cfg.arch == "unet" else None
             za = self.amp_decoder.features(z, skips)
             zp = self.phase_decoder.features(z, skips)

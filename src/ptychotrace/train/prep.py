@@ -108,6 +108,7 @@ def build_model(config: RunConfig, ds: Dataset, data: TrainingData) -> PINN:
     net_cfg = NetworkConfig(N=config.simulation.N, gridsize=config.simulation.gridsize,
                             width=tr.width, amp_ref=data.amp_ref, arch=tr.arch, norm=tr.norm,
                             residual=tr.residual, precision=tr.precision,
+                            spectral_blocks=tr.spectral_blocks,
                             object_support=resolve_object_support(tr.object_support, ds.probe,
                                                                   config.simulation.gridsize))
     return PINN(net_cfg, ds.probe, tr.contract, data.dose_scale)
