@@ -151,7 +151,7 @@ def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64) -> tup
     out = np.empty(data.X.shape, dtype=np.complex64)
     # channels-last convolutions are ~1.5x faster on CPU (measured, docs/benchmarks.md); the
     # network is put back in its own layout afterwards, so the caller's model is unchanged.
-    model.net.to(memory_format=torch.channels_last)
+    model.net.set_conv_memory_format(torch.channels_last)
     t0 = time.perf_counter()
     try:
         for start in range(0, len(data), batch_size):
@@ -164,8 +164,8 @@ def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64) -> tup
                                        torch.as_tensor(data.dy[sl]).to(device))
             out[sl] = obj.cpu().numpy()
     finally:
-        model.net.to(memory_format=torch.channels_last if model.net_cfg.precision == "bfloat16"
-                     else torch.contiguous_format)
+        model.net.set_conv_memory_format(torch.channels_last if model.net_cfg.precision ==
+                                         "bfloat16" else torch.contiguous_format)
     dt = time.perf_counter() - t0
     return out, (data.X.shape[0] * data.X.shape[1]) / dt if dt > 0 else float("inf")
 

@@ -293,9 +293,14 @@ class PtychoNet(nn.Module):
         if cfg.precision == "bfloat16":
             # oneDNN's bfloat16 convolutions are fastest channels-last (the layout does not change
             # the state dict, so checkpoints load into either precision).
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    m.to(memory_format=torch.channels_last)
+            self.set_conv_memory_format(torch.channels_last)
+
+    def set_conv_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Put every conv weight in ``memory_format`` (channels-last is faster on CPU). Only the
+        convs: a SpectralBlock's 5-D weight has no channels-last layout."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                m.to(memory_format=memory_format)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.cfg.channels or x.shape[-1] != self.cfg.N:
