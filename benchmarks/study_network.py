@@ -51,6 +51,7 @@ VARIANTS = {
     "plain_res_gn": {"training.norm": "group", "training.residual": True},
     "plain_sp1": {"training.spectral_blocks": 1},
     "plain_sp2": {"training.spectral_blocks": 2},
+    "plain_log": {"training.input_transform": "log"},
 }
 
 

@@ -338,3 +338,30 @@ def test_network_with_spectral_blocks_trains_and_round_trips(precision):
         .spectral_blocks == 0
     with pytest.raises(ValueError, match="spectral_blocks"):
         PtychoNet(NetworkConfig(N=32, spectral_blocks=-1))
+
+
+def test_log_input_transform_is_monotone_and_fixes_zero_and_one():
+    """input_transform 'log': the first layer sees log1p(X / p) / log1p(1 / p), p = the X of a
+    one-photon pixel: 0 -> 0, 1 -> 1, monotone, and a pixel 300x below X = 1 (the high-q
+    pixels at 1e9 photons) is lifted far above its linear value; the amplitude network is
+    unchanged by the new fields, and bad values are refused."""
+    torch.manual_seed(0)
+    p = 1e-3
+    cfg = NetworkConfig(N=32, amp_ref=1.0, input_transform="log", input_photon=p)
+    assert NetworkConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("input_transform", "input_photon")}
+    assert NetworkConfig.from_dict(old).input_transform == "amplitude"
+    net = PtychoNet(cfg)
+    seen = []
+    net.encoder[0].register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    x = torch.tensor([0.0, 1.0 / 300, 0.5, 1.0, 4.0]).repeat(32 * 32 // 5 + 1)[:32 * 32]
+    net(x.reshape(1, 1, 32, 32))
+    y = seen[0].flatten()[:5]
+    assert y[0] == 0 and abs(float(y[3]) - 1.0) < 1e-6
+    assert bool((y[1:] > y[:-1]).all()) and float(y[1]) > 20 * (1.0 / 300)
+    plain = PtychoNet(NetworkConfig(N=32, amp_ref=1.0))
+    assert set(plain.state_dict()) == set(net.state_dict())
+    with pytest.raises(ValueError, match="input_transform"):
+        PtychoNet(NetworkConfig(N=32, input_transform="sqrt"))
+    with pytest.raises(ValueError, match="input_photon"):
+        PtychoNet(NetworkConfig(N=32, input_transform="log", input_photon=0.0))

@@ -296,20 +296,23 @@ def test_group_merge_warmup_ends_at_the_step_cap(tiny_ds, tmp_path):
     assert merged[0] == 0.0 and 0.0 < merged[1] < 1.0 and merged[2] == 1.0
 
 
-def test_spectral_bfloat16_network_trains_and_infers(tiny_ds, tmp_path):
-    """A network with a Fourier block in bfloat16 goes through the whole train -> checkpoint ->
+def test_spectral_bfloat16_log_input_network_trains_and_infers(tiny_ds, tmp_path):
+    """A network with a Fourier block and the log input in bfloat16 goes through the whole train -> checkpoint ->
     infer path (the channels-last layout is applied to the convs only: the block's 5-D weight
     has none), and its loss falls."""
     from ptychotrace.config import InferenceConfig
     from ptychotrace.infer.predict import predict
 
     cfg = tiny_config(**{"training.nepochs": 3, "training.spectral_blocks": 1,
-                         "training.precision": "bfloat16"})
+                         "training.precision": "bfloat16", "training.input_transform": "log"})
     res = train(cfg, tiny_ds, tmp_path, progress=False, log=lambda *a: None)
     loss = json.loads(Path(res.history_path).read_text())["metrics"]["loss"]
     assert res.status == "completed" and loss[-1] < loss[0]
     model = load_model(tmp_path, which="best")
     assert model.net_cfg.spectral_blocks == 1 and model.net_cfg.precision == "bfloat16"
+    # the log input's one-photon level is the recorded input gain (X of a 1-photon pixel)
+    gain = load_checkpoint(tmp_path, "best")["scales"]["input_gain"]["value"]
+    assert model.net_cfg.input_transform == "log" and model.net_cfg.input_photon == gain
     pred = predict(model, tiny_ds, InferenceConfig(refine_steps=0))
     again = predict(model, tiny_ds, InferenceConfig(refine_steps=0))
     assert np.isfinite(pred.obj).all() and np.abs(pred.obj[pred.covered]).min() > 0

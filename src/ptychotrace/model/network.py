@@ -66,6 +66,9 @@ HEAD_INIT_GAIN = 0.1
 #: reproducible within one precision on one machine.
 PRECISIONS = ("float32", "bfloat16")
 
+#: Input transforms of the first layer (NetworkConfig.input_transform).
+INPUT_TRANSFORMS = ("amplitude", "log")
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -81,6 +84,13 @@ class NetworkConfig:
     norm: str = "none"        # "none" | "group" (GroupNorm after every hidden conv)
     residual: bool = False    # residual conv blocks (1x1 projection where the width changes)
     spectral_blocks: int = 0  # Fourier blocks at the bottleneck (SpectralBlock), 0 = none
+    #: What the first layer sees: "amplitude" (X itself) or "log": ``log1p(X / input_photon) /
+    #: log1p(1 / input_photon)``, a fixed compression that keeps X = 0 and X = 1 where they are
+    #: and lifts the weak high-q pixels (at 1e9 photons they sit ~300x below the central peak
+    #: in X, though far above their shot noise). input_photon: the X of a one-photon pixel (=
+    #: the input gain, data-derived like amp_ref).
+    input_transform: str = "amplitude"
+    input_photon: float = 1.0
     #: Compute precision of the hidden layers: "float32", or "bfloat16" (autocast mixed
     #: precision: hidden convs in bfloat16, channels-last; the two output heads, their
     #: activations and everything after them in float32). See PRECISIONS.
@@ -115,6 +125,8 @@ class NetworkConfig:
                    activation=str(d.get("activation", "relu")), arch=str(d.get("arch", "plain")),
                    norm=str(d.get("norm", "none")), residual=bool(d.get("residual", False)),
                    spectral_blocks=int(d.get("spectral_blocks", 0)),
+                   input_transform=str(d.get("input_transform", "amplitude")),
+                   input_photon=float(d.get("input_photon", 1.0)),
                    precision=str(d.get("precision", "float32")))
 
 
@@ -288,6 +300,11 @@ class PtychoNet(nn.Module):
             nn.init.zeros_(head.bias)
         if cfg.object_support not in ("full", "central"):
             raise ValueError(f"object_support must be 'full' or 'central', got {cfg.object_support!r}")
+        if cfg.input_transform not in INPUT_TRANSFORMS:
+            raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got "
+                             f"{cfg.input_transform!r}")
+        if not (math.isfinite(cfg.input_photon) and cfg.input_photon > 0):
+            raise ValueError(f"input_photon must be finite and > 0, got {cfg.input_photon}")
         if cfg.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
         if cfg.precision == "bfloat16":
@@ -306,6 +323,9 @@ class PtychoNet(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.cfg.channels or x.shape[-1] != self.cfg.N:
             raise ValueError(f"network expects (B, {self.cfg.channels}, {self.cfg.N}, {self.cfg.N}) "
                              f"input, got {tuple(x.shape)}")
+        if self.cfg.input_transform == "log":     # float32, before any autocast
+            p = self.cfg.input_photon
+            x = torch.log1p(x.float().clamp_min(0) / p) / math.log1p(1.0 / p)
         low = self.cfg.precision == "bfloat16"
         if low:
             x = x.contiguous(memory_format=torch.channels_last)
