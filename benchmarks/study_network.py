@@ -155,6 +155,36 @@ def corpus_overrides(args) -> dict:
     return over
 
 
+def score_splits(run_dir: Path, args) -> dict:
+    """Network-only score of one trained run on its own training split and on the test split
+    (the scenario's positions in each half; the dense training scan is not re-scored)."""
+    cfg, _, _ = resolve_scenario(args.scenario, {
+        "simulation.base_total_images": args.base_total_images,
+        "grouping.group_count": args.group_count, **data_overrides(args.set)})
+    ds, _ = simulate(cfg.simulation, scenario=args.scenario)
+    model = load_model(run_dir, which="best")
+    rng = float(np.ptp(np.abs(ds.obj)))
+    out = {"machine": describe_machine(), "command": " ".join(sys.argv), "run": str(run_dir),
+           "network": model.checkpoint["network"], "splits": {}}
+    from dataclasses import replace
+
+    from ptychotrace.data.dataset import TEST, TRAIN
+
+    icfg = cfg.inference.model_copy(update={"refine_steps": 0})
+    for split in ("train", "test"):
+        # predict() reconstructs the 'test' split: relabel to score the training half.
+        view = ds if split == "test" else replace(
+            ds, split=np.where(ds.split == TRAIN, TEST, TRAIN).astype(ds.split.dtype))
+        pred = predict(model, view, icfg)
+        out["splits"][split] = {**score(pred.obj, pred.covered, ds.obj, rng),
+                                "patterns": int(pred.n_patterns),
+                                "coverage_fraction": pred.coverage_fraction}
+        sc = out["splits"][split]
+        print(f"{split}: network-only P {sc['pearson']:.3f} SSIM {sc['ssim']:.3f} "
+              f"scale {sc['lsq_scale']:.3f} ({sc['patterns']} patterns)", flush=True)
+    return out
+
+
 def throughput(variants: list[str], repeats: int = 3, batch: int = 32) -> list[dict]:
     """Network-only inference patterns/s (forward pass, no physics) and MACs per pattern of each
     variant at N = 64 and 128, gridsize 1, both object supports. Noisy on a shared machine:
@@ -216,9 +246,16 @@ def main() -> int:
     ap.add_argument("--workdir", default="/tmp/ptychotrace_study_network")
     ap.add_argument("--throughput", action="store_true", help="only measure network-only "
                     "inference speed and MACs of --variants (no training)")
+    ap.add_argument("--score-splits", default=None, metavar="RUN_DIR",
+                    help="only score this trained run network-only on the train and the test "
+                    "split of the study's data (same flags): is the network underfitting the "
+                    "object it trained on, or failing to generalise to the test region?")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.score_splits:
+        write_json(Path(args.output), score_splits(Path(args.score_splits), args))
+        return 0
     if args.throughput:
         write_json(Path(args.output), {"machine": {**describe_machine(),
                                                    "load_average_start": os.getloadavg()},
