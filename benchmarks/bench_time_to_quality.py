@@ -183,11 +183,12 @@ def main(argv=None) -> int:
         "note": "timings on a shared, loaded 2-core CPU: compare within this run only",
     }
     record_result(result, args.output)
-    plot(curves, args.figure, f"{args.scenario}, N={args.N}, {args.nphotons:.0e} photons")
+    plot(curves, args.figure, f"{args.scenario}, N={args.N}, {args.nphotons:.0e} photons, "
+         f"{result['test_patterns']} test patterns", converged)
     return 0
 
 
-def plot(curves: dict, path: str, title: str) -> None:
+def plot(curves: dict, path: str, title: str, converged: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,6 +211,9 @@ def plot(curves: dict, path: str, title: str) -> None:
         for p in b:
             ax.annotate(str(p["iterations"]), (p["seconds"], p["amp_ssim"]), fontsize=7,
                         xytext=(3, -9), textcoords="offset points")
+    if converged:
+        ax.plot([converged["seconds"]], [converged["amp_ssim"]], "*", ms=12,
+                label=f"baseline, hold-out stop + refit ({converged['iterations']} iterations)")
     ax.set_xscale("log")
     ax.set_xlabel("inference wall time (s)")
     ax.set_ylabel("amplitude SSIM (covered test region)")
