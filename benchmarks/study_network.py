@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from _machine import describe_machine  # noqa: E402
 from bench_pinn import score  # noqa: E402
 from ptychotrace.config import resolve_scenario  # noqa: E402
 from ptychotrace.data.corpus import build_training_dataset  # noqa: E402
+from ptychotrace.data.dataset import TEST, TRAIN  # noqa: E402
 from ptychotrace.infer.predict import predict  # noqa: E402
 from ptychotrace.model.network import NetworkConfig, PtychoNet, network_macs  # noqa: E402
 from ptychotrace.simulate import simulate  # noqa: E402
@@ -166,10 +168,6 @@ def score_splits(run_dir: Path, args) -> dict:
     rng = float(np.ptp(np.abs(ds.obj)))
     out = {"machine": describe_machine(), "command": " ".join(sys.argv), "run": str(run_dir),
            "network": model.checkpoint["network"], "splits": {}}
-    from dataclasses import replace
-
-    from ptychotrace.data.dataset import TEST, TRAIN
-
     icfg = cfg.inference.model_copy(update={"refine_steps": 0})
     for split in ("train", "test"):
         # predict() reconstructs the 'test' split: relabel to score the training half.
