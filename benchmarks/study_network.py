@@ -134,11 +134,13 @@ def run_one(scenario: str, variant: str, seed: int, args, ds, workdir: Path, log
 
 
 def data_overrides(items: list[str]) -> dict:
-    """The ``simulation.*`` and ``grouping.*`` entries of ``--set KEY=JSON`` items."""
+    """The ``simulation.*``, ``grouping.*`` and ``inference.*`` entries of ``--set KEY=JSON``
+    items: they set the test data and its scoring (e.g. ``inference.stitch_window``) as well as
+    the training data."""
     out = {}
     for item in items:
         key, _, value = item.partition("=")
-        if key.startswith(("simulation.", "grouping.")):
+        if key.startswith(("simulation.", "grouping.", "inference.")):
             out[key] = json.loads(value)
     return out
 
