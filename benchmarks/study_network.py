@@ -54,6 +54,7 @@ VARIANTS = {
     "plain_sp1": {"training.spectral_blocks": 1},
     "plain_sp2": {"training.spectral_blocks": 2},
     "plain_log": {"training.input_transform": "log"},
+    "plain_pos": {"training.position_channels": True},      # gridsize > 1 only
 }
 
 

@@ -365,3 +365,43 @@ def test_log_input_transform_is_monotone_and_fixes_zero_and_one():
         PtychoNet(NetworkConfig(N=32, input_transform="sqrt"))
     with pytest.raises(ValueError, match="input_photon"):
         PtychoNet(NetworkConfig(N=32, input_transform="log", input_photon=0.0))
+
+
+def test_position_channels_feed_the_group_geometry_to_the_first_layer():
+    """position_channels: the first layer sees X and, per pattern, two constant planes
+    dx / OFFSET_SCALE_PX and dy / OFFSET_SCALE_PX. So the output depends on the offsets (a
+    network without the planes cannot tell two geometries apart), missing or misshapen offsets
+    are refused, gridsize 1 is refused, and the config round-trips (old checkpoints: off)."""
+    from ptychotrace.model.network import OFFSET_SCALE_PX
+
+    torch.manual_seed(0)
+    cfg = NetworkConfig(N=32, gridsize=2, amp_ref=1.0, position_channels=True)
+    net = PtychoNet(cfg).eval()
+    assert net.encoder[0][0].in_channels == 12                # 4 patterns + 4 dx + 4 dy planes
+    seen = []
+    net.encoder[0].register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    x = torch.rand(2, 4, 32, 32)
+    dx = torch.tensor([[-4.0, 4.0, -4.0, 4.0], [-8.0, 8.0, 0.0, 0.0]])
+    dy = torch.tensor([[-4.0, -4.0, 4.0, 4.0], [0.0, 0.0, -8.0, 8.0]])
+    with torch.no_grad():
+        a1, p1 = net(x, dx, dy)
+        a2, p2 = net(x, dy, dx)                     # the same patterns, another geometry
+    inp = seen[0]
+    assert torch.equal(inp[:, :4], x)
+    assert torch.allclose(inp[:, 4:8], (dx / OFFSET_SCALE_PX)[:, :, None, None].expand(2, 4, 32, 32))
+    assert torch.allclose(inp[:, 8:], (dy / OFFSET_SCALE_PX)[:, :, None, None].expand(2, 4, 32, 32))
+    assert float((a1 - a2).abs().max()) > 0 and float((p1 - p2).abs().max()) > 0
+    with pytest.raises(ValueError, match="group offsets"):
+        net(x)
+    with pytest.raises(ValueError, match=r"\(B, C\)"):
+        net(x, dx[:, :2], dy[:, :2])
+    with pytest.raises(ValueError, match="gridsize > 1"):
+        PtychoNet(NetworkConfig(N=32, gridsize=1, position_channels=True))
+    d = cfg.to_dict()
+    assert NetworkConfig.from_dict(d) == cfg
+    assert not NetworkConfig.from_dict({k: v for k, v in d.items()
+                                        if k != "position_channels"}).position_channels
+    # without the option the network ignores offsets entirely (the default path is unchanged)
+    plain = PtychoNet(NetworkConfig(N=32, gridsize=2, amp_ref=1.0)).eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x, dx, dy)[0], plain(x)[0])

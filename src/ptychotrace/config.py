@@ -154,6 +154,9 @@ class TrainingConfig(_Frozen):
         "log1p(X / X_1photon) / log1p(1 / X_1photon) (compresses the detector's dynamic range)")
     spectral_blocks: int = Field(0, ge=0, le=8, description="Fourier (FNO-style) blocks at the "
                                  "network's bottleneck: a global receptive field in one layer")
+    position_channels: bool = Field(False, description="gridsize > 1: the network also sees "
+                                    "each pattern's offset from its group centre (two constant "
+                                    "planes per pattern), i.e. the group's geometry")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="hidden-layer compute precision: 'bfloat16' is autocast mixed "
         "precision (heads and physics stay float32), ~3x faster on CPUs with AMX/AVX512-BF16 and "

@@ -157,11 +157,12 @@ def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64) -> tup
         for start in range(0, len(data), batch_size):
             sl = slice(start, min(start + batch_size, len(data)))
             x = torch.as_tensor(data.X[sl]).to(device).contiguous(memory_format=torch.channels_last)
-            amp, phase = model.net(x)
+            dx = torch.as_tensor(data.dx[sl]).to(device)
+            dy = torch.as_tensor(data.dy[sl]).to(device)
+            amp, phase = model.net(x, dx, dy)
             obj = torch.polar(amp.contiguous(), phase.contiguous())
             if model.gridsize > 1:
-                obj, _ = model.physics(obj, torch.as_tensor(data.dx[sl]).to(device),
-                                       torch.as_tensor(data.dy[sl]).to(device))
+                obj, _ = model.physics(obj, dx, dy)
             out[sl] = obj.cpu().numpy()
     finally:
         model.net.set_conv_memory_format(torch.channels_last if model.net_cfg.precision ==

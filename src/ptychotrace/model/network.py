@@ -69,6 +69,10 @@ PRECISIONS = ("float32", "bfloat16")
 #: Input transforms of the first layer (NetworkConfig.input_transform).
 INPUT_TRANSFORMS = ("amplitude", "log")
 
+#: Pixels per unit of the offset planes (NetworkConfig.position_channels): a neighbour of a
+#: dense 4-px scan sits at 0.5, one of a sparse 16-px scan at 2, the scale of the input X.
+OFFSET_SCALE_PX = 8.0
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -95,6 +99,11 @@ class NetworkConfig:
     #: precision: hidden convs in bfloat16, channels-last; the two output heads, their
     #: activations and everything after them in float32). See PRECISIONS.
     precision: str = "float32"
+    #: gridsize > 1: the first layer also sees each pattern's offset from its group centre, as
+    #: two constant planes per pattern (dx / OFFSET_SCALE_PX, dy / OFFSET_SCALE_PX), so the
+    #: network knows the group's geometry. Without them a random scan's groups are a bag of
+    #: patterns whose relative shifts the network can only guess (CoordConv-style input).
+    position_channels: bool = False
 
     @property
     def channels(self) -> int:
@@ -127,7 +136,8 @@ class NetworkConfig:
                    spectral_blocks=int(d.get("spectral_blocks", 0)),
                    input_transform=str(d.get("input_transform", "amplitude")),
                    input_photon=float(d.get("input_photon", 1.0)),
-                   precision=str(d.get("precision", "float32")))
+                   precision=str(d.get("precision", "float32")),
+                   position_channels=bool(d.get("position_channels", False)))
 
 
 #: Negative slope of the optional LeakyReLU. Measured on gs1_custom: with ReLU the amplitude
@@ -279,7 +289,11 @@ class PtychoNet(nn.Module):
         if cfg.arch not in ("plain", "unet"):
             raise ValueError(f"arch must be 'plain' or 'unet', got {cfg.arch!r}")
         blk = {"act": cfg.activation, "norm": cfg.norm, "residual": cfg.residual}
-        self.encoder = nn.ModuleList(_block(c if i == 0 else f[i - 1], f[i], **blk)
+        if cfg.position_channels and cfg.gridsize < 2:
+            raise ValueError("position_channels needs gridsize > 1 (a gridsize-1 group has one "
+                             "pattern at offset 0: the planes would carry nothing)")
+        cin = 3 * c if cfg.position_channels else c
+        self.encoder = nn.ModuleList(_block(cin if i == 0 else f[i - 1], f[i], **blk)
                                      for i in range(len(f)))
         if cfg.spectral_blocks < 0:
             raise ValueError(f"spectral_blocks must be >= 0, got {cfg.spectral_blocks}")
@@ -319,13 +333,18 @@ class PtychoNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 m.to(memory_format=memory_format)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, dx: torch.Tensor | None = None,
+                dy: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C, N, N) input amplitudes; dx, dy: (B, C) offsets of each pattern from its group
+        centre in pixels (needed with ``position_channels``, ignored otherwise)."""
         if x.dim() != 4 or x.shape[1] != self.cfg.channels or x.shape[-1] != self.cfg.N:
             raise ValueError(f"network expects (B, {self.cfg.channels}, {self.cfg.N}, {self.cfg.N}) "
                              f"input, got {tuple(x.shape)}")
         if self.cfg.input_transform == "log":     # float32, before any autocast
             p = self.cfg.input_photon
             x = torch.log1p(x.float().clamp_min(0) / p) / math.log1p(1.0 / p)
+        if self.cfg.position_channels:
+            x = torch.cat([x, *self._offset_planes(x, dx, dy)], dim=1)
         low = self.cfg.precision == "bfloat16"
         if low:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -353,6 +372,21 @@ class PtychoNet(nn.Module):
         return amp, phase
 
 
+    def _offset_planes(self, x: torch.Tensor, dx: torch.Tensor | None,
+                       dy: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c, n, _ = x.shape
+        if dx is None or dy is None:
+            raise ValueError("this network has position_channels: it needs the group offsets "
+                             "dx, dy (B, C) in pixels")
+        planes = []
+        for d in (dx, dy):
+            if tuple(d.shape) != (b, c):
+                raise ValueError(f"group offsets must be (B, C) = {(b, c)}, got {tuple(d.shape)}")
+            v = (d.to(device=x.device, dtype=x.dtype) / OFFSET_SCALE_PX)[:, :, None, None]
+            planes.append(v.expand(b, c, n, n))
+        return planes[0], planes[1]
+
+
 def network_macs(cfg: NetworkConfig) -> dict:
     """Multiply-accumulates of one forward pass, counted over the convolutions (the rest --
     activations, norms, pooling, upsampling -- is O(1) per pixel and ignored). Returns
@@ -366,7 +400,8 @@ def network_macs(cfg: NetworkConfig) -> dict:
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
-        net(torch.zeros(1, cfg.channels, cfg.N, cfg.N))
+        zeros = torch.zeros(1, cfg.channels)
+        net(torch.zeros(1, cfg.channels, cfg.N, cfg.N), zeros, zeros)
     for h in handles:
         h.remove()
     return {"macs_per_group": int(total[0]), "macs_per_pattern": total[0] / cfg.channels,

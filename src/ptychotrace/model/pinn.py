@@ -85,7 +85,7 @@ class PINN(nn.Module):
 
     def forward(self, x: torch.Tensor, dx: torch.Tensor | None = None,
                 dy: torch.Tensor | None = None, merge: bool = True) -> PINNOutput:
-        amp, phase = self.net(x)
+        amp, phase = self.net(x, dx, dy)
         obj = torch.polar(amp, phase)
         obj_phys, lam = self.physics(obj, dx, dy, merge)
         return PINNOutput(amplitude=amp, phase=phase, obj=obj_phys, lam=lam)
