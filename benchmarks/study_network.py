@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine  # noqa: E402
 from bench_pinn import score  # noqa: E402
 from ptychotrace.config import resolve_scenario  # noqa: E402
+from ptychotrace.data.container import truth_patches  # noqa: E402
 from ptychotrace.data.corpus import build_training_dataset  # noqa: E402
 from ptychotrace.data.dataset import TEST, TRAIN  # noqa: E402
 from ptychotrace.infer.predict import predict  # noqa: E402
@@ -160,6 +161,28 @@ def corpus_overrides(args) -> dict:
     return over
 
 
+#: Radial bins (pixels from the patch centre) of :func:`patch_error_by_radius`.
+RADIUS_BINS_PX = (0, 2, 4, 6, 8, 10, 12, 16)
+
+
+def patch_error_by_radius(pred, truth: np.ndarray) -> list[dict]:
+    """How a predicted patch's amplitude degrades away from its centre: per ring of
+    RADIUS_BINS_PX, the mean |pred - truth| and the Pearson correlation over all patches'
+    pixels in that ring, the truth patch cut at the same position (no stitching)."""
+    n = pred.patches.shape[-1]
+    tp = np.abs(truth_patches(truth, pred.xcoords, pred.ycoords, n)).astype(np.float64)
+    pp = np.abs(pred.patches).astype(np.float64)
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    r = np.hypot(xx, yy)
+    rows = []
+    for lo, hi in zip(RADIUS_BINS_PX[:-1], RADIUS_BINS_PX[1:]):
+        ring = (r >= lo) & (r < hi)
+        a, b = pp[:, ring].ravel(), tp[:, ring].ravel()
+        rows.append({"r_from_px": lo, "r_to_px": hi, "amp_mae": float(np.abs(a - b).mean()),
+                     "amp_pearson": float(np.corrcoef(a, b)[0, 1])})
+    return rows
+
+
 def score_splits(run_dir: Path, args) -> dict:
     """Network-only score of one trained run on its own training split and on the test split
     (the scenario's positions in each half; the dense training scan is not re-scored)."""
@@ -183,6 +206,7 @@ def score_splits(run_dir: Path, args) -> dict:
         rescaled = score(pred.obj * mean_scale, pred.covered, ds.obj, rng)
         out["splits"][split] = {**score(pred.obj, pred.covered, ds.obj, rng),
                                 "mean_scale": mean_scale,
+                                "patch_error_by_radius": patch_error_by_radius(pred, ds.obj),
                                 "ssim_mean_rescaled": rescaled["ssim"],
                                 "patterns": int(pred.n_patterns),
                                 "coverage_fraction": pred.coverage_fraction}
@@ -190,6 +214,9 @@ def score_splits(run_dir: Path, args) -> dict:
         print(f"{split}: network-only P {sc['pearson']:.3f} SSIM {sc['ssim']:.3f} "
               f"(mean-rescaled {sc['ssim_mean_rescaled']:.3f}) scale {sc['lsq_scale']:.3f} "
               f"({sc['patterns']} patterns)", flush=True)
+        print("  patch amplitude MAE / Pearson by radius (px): " + ", ".join(
+            f"{b['r_from_px']}-{b['r_to_px']}: {b['amp_mae']:.3f}/{b['amp_pearson']:.2f}"
+            for b in sc["patch_error_by_radius"]), flush=True)
     return out
 
 
