@@ -175,7 +175,7 @@ def patch_error_by_radius(pred, truth: np.ndarray) -> list[dict]:
     yy, xx = np.mgrid[:n, :n] - n // 2
     r = np.hypot(xx, yy)
     rows = []
-    for lo, hi in zip(RADIUS_BINS_PX[:-1], RADIUS_BINS_PX[1:]):
+    for lo, hi in zip(RADIUS_BINS_PX[:-1], RADIUS_BINS_PX[1:], strict=True):
         ring = (r >= lo) & (r < hi)
         a, b = pp[:, ring].ravel(), tp[:, ring].ravel()
         rows.append({"r_from_px": lo, "r_to_px": hi, "amp_mae": float(np.abs(a - b).mean()),
