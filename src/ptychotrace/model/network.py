@@ -371,7 +371,6 @@ class PtychoNet(nn.Module):
             phase = F.pad(phase, (q, q, q, q))
         return amp, phase
 
-
     def _offset_planes(self, x: torch.Tensor, dx: torch.Tensor | None,
                        dy: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, n, _ = x.shape
