@@ -328,6 +328,8 @@ def test_position_channel_network_trains_and_infers_gridsize_2(tmp_path):
     over = {"simulation.gridsize": 2, "grouping.group_count": 24, "training.batch_size": 4,
             "training.nepochs": 3, "training.merge_warmup_epochs": 1,
             "training.position_channels": True}
+    with pytest.raises(ValueError, match="position_channels needs simulation.gridsize > 1"):
+        tiny_config(**{"training.position_channels": True})     # refused at the config
     cfg = tiny_config(**over)
     ds = simulate(cfg.simulation)[0]
     res = train(cfg, ds, tmp_path, progress=False, log=lambda *a: None)

@@ -346,6 +346,9 @@ class RunConfig(_Frozen):
                              f"test {sim.test_count})")
         if sim.gridsize > 1 and grp.neighbor_count < c:
             raise ValueError(f"neighbor_count {grp.neighbor_count} must be >= C = {c}")
+        if self.training.position_channels and sim.gridsize < 2:
+            raise ValueError("training.position_channels needs simulation.gridsize > 1 (a "
+                             "gridsize-1 group is one pattern at offset 0)")
         return self
 
 
