@@ -279,11 +279,11 @@ def test_cosine_schedule_follows_the_formula():
 
 
 def test_group_merge_warmup_ends_at_the_step_cap(tiny_ds, tmp_path):
-    """gridsize 2: the per-pattern warm-up lasts merge_warmup_epochs epochs or
-    merge_warmup_max_steps optimiser steps, whichever ends first (history 'group_merge' is the
-    fraction of an epoch's steps that merged)."""
+    """gridsize 2: the per-pattern warm-up lasts merge_warmup_epochs epochs, at most half of
+    the training, or merge_warmup_max_steps optimiser steps, whichever ends first (history
+    'group_merge' is the fraction of an epoch's steps that merged)."""
     over = {"simulation.gridsize": 2, "grouping.group_count": 24, "training.batch_size": 4,
-            "training.nepochs": 3, "training.merge_warmup_epochs": 5}
+            "training.nepochs": 5, "training.merge_warmup_epochs": 8}
     ds = simulate(tiny_config(**over).simulation)[0]
     runs = {}
     for cap in (None, 8):
@@ -291,9 +291,11 @@ def test_group_merge_warmup_ends_at_the_step_cap(tiny_ds, tmp_path):
         res = train(cfg, ds, tmp_path / str(cap), progress=False, log=lambda *a: None)
         hist = json.loads(Path(res.history_path).read_text())["metrics"]
         runs[cap] = hist["group_merge"]
-    assert runs[None] == [0.0, 0.0, 0.0]          # 5 warm-up epochs > 3 trained
+    # 8 warm-up epochs asked for, 5 trained: the warm-up is cut to 5 // 2 = 2 epochs, so the
+    # merged prediction that inference uses is trained for the last 3
+    assert runs[None] == [0.0, 0.0, 1.0, 1.0, 1.0]
     merged = runs[8]                               # ~5 steps per epoch: the cap falls in epoch 2
-    assert merged[0] == 0.0 and 0.0 < merged[1] < 1.0 and merged[2] == 1.0
+    assert merged[0] == 0.0 and 0.0 < merged[1] < 1.0 and merged[2:] == [1.0, 1.0, 1.0]
 
 
 def test_spectral_bfloat16_log_input_network_trains_and_infers(tiny_ds, tmp_path):
@@ -341,3 +343,24 @@ def test_position_channel_network_trains_and_infers_gridsize_2(tmp_path):
     again = predict(model, ds, InferenceConfig(refine_steps=0))
     assert np.isfinite(pred.obj).all() and np.abs(pred.obj[pred.covered]).min() > 0
     assert np.array_equal(pred.obj, again.obj)
+
+
+def test_auto_object_support_follows_the_probe_at_every_gridsize():
+    """'auto' picks the central N/2 support when the probe has (almost) no energy outside it,
+    at gridsize 1 and 2 alike (the ideal disk: radius ~11 px of N = 64), and the full patch for
+    a probe that reaches beyond it (the modelled zone plate: ~7 % outside); an explicit
+    setting is kept. The model built for a gridsize-2 ideal-probe config is central."""
+    from ptychotrace.physics.probe import focused_probe, ideal_probe
+    from ptychotrace.train.prep import build_model, resolve_object_support
+
+    assert resolve_object_support("auto", ideal_probe(64)) == "central"
+    assert resolve_object_support("auto", focused_probe(64)) == "full"
+    assert resolve_object_support("full", ideal_probe(64)) == "full"
+    assert resolve_object_support("central", focused_probe(64)) == "central"
+    cfg, _, _ = resolve_scenario("gs2_ideal", {"simulation.N": 32, "simulation.object_size": 96,
+                                               "simulation.base_total_images": 32,
+                                               "simulation.buffer": 8.0,
+                                               "grouping.group_count": 8}, use_profile=False)
+    ds = simulate(cfg.simulation)[0]
+    model = build_model(cfg, ds, prepare_training_data(cfg, ds))
+    assert cfg.training.object_support == "auto" and model.net_cfg.object_support == "central"

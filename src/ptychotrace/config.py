@@ -139,7 +139,8 @@ class TrainingConfig(_Frozen):
                                        "crosses this wall time (seconds)")
     merge_warmup_epochs: int = Field(5, ge=0, description="gridsize > 1: first epochs apply the "
                                      "physics per pattern (no group merge), so the network leaves "
-                                     "the flat-object start before the merge couples the channels")
+                                     "the flat-object start before the merge couples the channels; "
+                                     "at most half of nepochs")
     merge_warmup_max_steps: int | None = Field(
         250, ge=0, description="gridsize > 1: the warm-up also ends after this many optimiser "
         "steps (None = epochs only), so that a large training set does not spend whole epochs "

@@ -85,17 +85,16 @@ def prepare_training_data(config: RunConfig, ds: Dataset, scales: dict | None = 
 AUTO_SUPPORT_MAX_OUTSIDE = 1e-3
 
 
-def resolve_object_support(setting: str, probe: np.ndarray, gridsize: int = 1) -> str:
-    """'auto' -> 'central' when gridsize is 1 and the probe illuminates (almost) nothing outside
-    the central N/2 x N/2 box (the object there is never seen; predicting it only costs time),
-    else 'full'. 'auto' keeps 'full' for gridsize > 1 (the benchmarked default); 'central' with
-    gridsize > 1 merges each group with the support as the window (merge_group ``support``), so
-    a neighbour's zero padding never enters the average (with a window of ones it did: the gs2
-    loss stalled at ~0.13 with a near-flat amplitude)."""
+def resolve_object_support(setting: str, probe: np.ndarray) -> str:
+    """'auto' -> 'central' when the probe illuminates (almost) nothing outside the central
+    N/2 x N/2 box (the object there is never seen; predicting it only costs time), else 'full'.
+    With gridsize > 1 'central' merges each group with the support as the window (merge_group
+    ``support``), so a neighbour's zero padding never enters the average (with a window of ones
+    it did: the gs2 loss stalled at ~0.13 with a near-flat amplitude). Measured on gs2_ideal
+    (docs/benchmarks.md): central trains ~1.7x faster per epoch and scores higher at equal
+    epochs, so 'auto' applies the same probe rule at every gridsize."""
     if setting != "auto":
         return setting
-    if gridsize > 1:
-        return "full"
     e = np.abs(np.asarray(probe, dtype=np.complex128)) ** 2
     n = e.shape[-1]
     q = n // 4
@@ -111,8 +110,7 @@ def build_model(config: RunConfig, ds: Dataset, data: TrainingData) -> PINN:
                             spectral_blocks=tr.spectral_blocks,
                             input_transform=tr.input_transform, input_photon=data.input_gain,
                             position_channels=tr.position_channels,
-                            object_support=resolve_object_support(tr.object_support, ds.probe,
-                                                                  config.simulation.gridsize))
+                            object_support=resolve_object_support(tr.object_support, ds.probe))
     return PINN(net_cfg, ds.probe, tr.contract, data.dose_scale)
 
 
@@ -166,8 +164,8 @@ def evaluate_split(model: PINN, data: GroupedData, norm: LossNormaliser, weights
 
 def _check_resume_compatible(ckpt: dict, config: RunConfig) -> None:
     net = ckpt["network"]
-    support = resolve_object_support(config.training.object_support, ckpt["physics"]["probe"].numpy(),
-                                     config.simulation.gridsize)
+    support = resolve_object_support(config.training.object_support,
+                                     ckpt["physics"]["probe"].numpy())
     want = {"N": config.simulation.N, "gridsize": config.simulation.gridsize,
             "width": config.training.width, "object_support": support,
             "activation": NetworkConfig.activation, "arch": config.training.arch,
