@@ -285,12 +285,13 @@ def test_group_merge_warmup_ends_at_the_step_cap(tiny_ds, tmp_path):
     over = {"simulation.gridsize": 2, "grouping.group_count": 24, "training.batch_size": 4,
             "training.nepochs": 5, "training.merge_warmup_epochs": 8}
     ds = simulate(tiny_config(**over).simulation)[0]
-    runs = {}
+    runs, logs = {}, []
     for cap in (None, 8):
         cfg = tiny_config(**over, **{"training.merge_warmup_max_steps": cap})
-        res = train(cfg, ds, tmp_path / str(cap), progress=False, log=lambda *a: None)
+        res = train(cfg, ds, tmp_path / str(cap), progress=False, log=logs.append)
         hist = json.loads(Path(res.history_path).read_text())["metrics"]
         runs[cap] = hist["group_merge"]
+    assert any("merge warm-up cut from 8 to 2 epochs" in m for m in logs)   # said, not silent
     # 8 warm-up epochs asked for, 5 trained: the warm-up is cut to 5 // 2 = 2 epochs, so the
     # merged prediction that inference uses is trained for the last 3
     assert runs[None] == [0.0, 0.0, 1.0, 1.0, 1.0]

@@ -91,6 +91,11 @@ class Trainer:
         tr = self.tr
         self.hooks = hooks or {}
         self.time_limit_s = time_limit_s if time_limit_s is not None else tr.time_limit_s
+        # gridsize > 1: the per-pattern warm-up never takes more than half of the training
+        self.merge_warmup_epochs = min(tr.merge_warmup_epochs, tr.nepochs // 2)
+        if config.simulation.gridsize > 1 and self.merge_warmup_epochs < tr.merge_warmup_epochs:
+            log(f"note: merge warm-up cut from {tr.merge_warmup_epochs} to "
+                f"{self.merge_warmup_epochs} epochs (at most half of the {tr.nepochs} epochs)")
         self.info = dd.setup(tr.device)
         self.device = self.info.device
         self.out_dir = Path(output_dir) / TRAIN_OUTPUTS
@@ -246,10 +251,8 @@ class Trainer:
         whichever comes first. The half cap: a warm-up as long as the training would leave the
         merged prediction that inference uses untrained (the 5-epoch gs2_ideal default run had a
         network-only amplitude Pearson of 0.09 / -0.53 after 5 warm-up epochs, 0.53 with 2)."""
-        tr = self.tr
-        cap = tr.merge_warmup_max_steps
-        warmup_epochs = min(tr.merge_warmup_epochs, tr.nepochs // 2)
-        return epoch > warmup_epochs or (cap is not None and self.global_step >= cap)
+        cap = self.tr.merge_warmup_max_steps
+        return epoch > self.merge_warmup_epochs or (cap is not None and self.global_step >= cap)
 
     def _validate(self, ep: dict) -> float:
         """Add validation losses and the collapse statistic to ``ep``; return the monitor."""
