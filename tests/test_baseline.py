@@ -180,6 +180,24 @@ def test_coverage_matches_the_stitcher(clean):
     assert np.array_equal(cov, st.covered.numpy())
 
 
+def test_minibatch_lsqml_reconstructs_and_one_batch_is_the_full_batch_step(clean):
+    # minibatches of 10: every batch's own closed-form step with the preconditioner of all
+    # patterns; the fit still converges on noise-free data
+    mb = reconstruct(clean, iterations=30, batch_size=10)
+    assert mb.params["batch_size"] == 10
+    assert _pearson(np.abs(mb.obj), np.abs(clean.obj), mb.covered_illuminated) > 0.95
+    assert mb.cost_history[-1] < 0.01 * mb.cost_history[0]
+    # one batch holding every pattern is the full-batch update (only the summation order of the
+    # scatter differs: shuffled patterns)
+    n = mb.n_patterns
+    full = reconstruct(clean, iterations=3, batch_size=None)
+    one = reconstruct(clean, iterations=3, batch_size=n)
+    np.testing.assert_allclose(one.cost_history, full.cost_history, rtol=1e-4)
+    np.testing.assert_allclose(one.step_history, full.step_history, rtol=1e-4)
+    with pytest.raises(ValueError, match="batch_size"):
+        reconstruct(clean, iterations=1, batch_size=0)
+
+
 def test_group_limit_and_bad_arguments(clean):
     res = reconstruct(clean, iterations=2, group_limit=10)
     assert res.n_patterns == 10 and np.array_equal(res.indices, clean.indices("test")[:10])

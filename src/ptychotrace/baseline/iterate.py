@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..physics.stitching import ILLUMINATED_FRACTION, illumination_map
-from .lsqml import LSQ_DAMPING, LSQ_DAMPING_PHOTONS, lsq_preconditioner, lsqml_update
+from .lsqml import LSQ_DAMPING, LSQ_DAMPING_PHOTONS, lsq_preconditioner, lsqml_minibatch_epoch, lsqml_update
 from .passes import full_pass
 from .problem import Problem
 from .result import converged_at
@@ -57,8 +57,8 @@ def iterate(prob: Problem, algorithm: str, lik: str, iterations: int, batch_size
     best_obj, best_k, best_held = obj, 0, math.inf
     for k in range(iterations + 1):
         last = k == iterations
-        parts, cost, held = full_pass(obj, prob, lik,
-                                       want_residual=(algorithm == "lsqml" and not last))
+        full_batch_lsq = algorithm == "lsqml" and batch_size is None
+        parts, cost, held = full_pass(obj, prob, lik, want_residual=full_batch_lsq and not last)
         costs.append(cost / n_pix)
         if prob.holdout_counts is not None:
             held_costs.append(held / n_pix)
@@ -79,8 +79,11 @@ def iterate(prob: Problem, algorithm: str, lik: str, iterations: int, batch_size
         if tol is not None and converged_at(costs, tol) is not None:
             stop_reason = f"fit cost converged (tol {tol:g})"
             break
-        if algorithm == "lsqml":
+        if full_batch_lsq:
             obj, beta = lsqml_update(obj, prob, parts, lsq_den)
+            steps.append(beta)
+        elif algorithm == "lsqml":
+            obj, beta = lsqml_minibatch_epoch(obj, prob, lik, batch_size, lsq_den, gen)
             steps.append(beta)
         else:
             obj = rpie_epoch(obj, prob, lik, batch_size or len(prob.xs), gen)

@@ -9,6 +9,7 @@ import math
 import torch
 
 from ..physics.forward import extract_patches, scatter_patches
+from .passes import forward_pass
 from .problem import Problem
 
 #: LSQ-ML illumination floor, relative to the maximum illumination (guards unlit pixels: D = 0).
@@ -60,3 +61,20 @@ def lsqml_update(obj, prob: Problem, parts, den) -> tuple[torch.Tensor, float]:
         den_step += float((dpsi.real.square() + dpsi.imag.square()).to(torch.float64).sum())
     beta = min(max(num / den_step, 0.0), BETA_MAX) if den_step > 0 else 0.0
     return obj + beta * direction, beta
+
+
+def lsqml_minibatch_epoch(obj, prob: Problem, likelihood: str, batch_size: int, den,
+                          gen: torch.Generator) -> tuple[torch.Tensor, float]:
+    """One epoch of minibatch LSQ-ML (pty-chi's default batching): the patterns in a seeded random
+    order, ``batch_size`` at a time; each batch moves the object along its own preconditioned
+    direction with its own closed-form step. ``den`` is the preconditioner of *all* patterns, so
+    a batch's step is a partial step of the full-batch update (pixels it does not light stay).
+    Returns the object and the mean step over the epoch's batches."""
+    order = torch.randperm(len(prob.xs), generator=gen)
+    betas = []
+    for start in range(0, len(order), batch_size):
+        sel = order[start:start + batch_size]
+        chi, _, _, xs, ys = forward_pass(obj, prob, sel, likelihood, True)
+        obj, beta = lsqml_update(obj, prob, [(chi, xs, ys)], den)
+        betas.append(beta)
+    return obj, sum(betas) / len(betas)

@@ -137,7 +137,9 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     iterations: maximum epochs over the split (default ``DEFAULT_ITERATIONS[algorithm]``);
     group_limit: use only the first ``group_limit`` patterns of the split (dataset order);
     likelihood: ``amplitude`` (default) | ``poisson`` (module docstring);
-    batch_size: rPIE patterns per update (-1 = default ``DEFAULT_BATCH_SIZE``); LSQ-ML is full batch;
+    batch_size: patterns per update (-1 = default ``DEFAULT_BATCH_SIZE``: LSQ-ML full batch,
+    rPIE 16; None = all patterns in one batch); LSQ-ML in minibatches takes each batch's own
+    closed-form step (pty-chi's default batching; measured worse at 1e4, docs/baseline.md);
     holdout: fraction of every pixel's photons held out by binomial thinning (0 = none); the
     iterate with the lowest held-out Poisson deviance is returned, and the run stops after
     ``patience`` iterations without improvement (None = never stop early);
@@ -177,8 +179,6 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
         batch_size = DEFAULT_BATCH_SIZE[algorithm]
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
-    if algorithm == "lsqml" and batch_size is not None:
-        raise ValueError("lsqml is a full-batch method; batch_size applies to rpie only")
 
     t0 = time.perf_counter()
     lik = check_likelihood(likelihood)

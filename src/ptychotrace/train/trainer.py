@@ -93,10 +93,12 @@ class Trainer:
         self.time_limit_s = time_limit_s if time_limit_s is not None else tr.time_limit_s
         # gridsize > 1: the per-pattern warm-up never takes more than half of the training
         self.merge_warmup_epochs = min(tr.merge_warmup_epochs, tr.nepochs // 2)
-        if config.simulation.gridsize > 1 and self.merge_warmup_epochs < tr.merge_warmup_epochs:
+        self.info = dd.setup(tr.device)
+        if (self.info.is_main and config.simulation.gridsize > 1
+                and self.merge_warmup_epochs < tr.merge_warmup_epochs):
+            # one line per run, not per DDP rank
             log(f"note: merge warm-up cut from {tr.merge_warmup_epochs} to "
                 f"{self.merge_warmup_epochs} epochs (at most half of the {tr.nepochs} epochs)")
-        self.info = dd.setup(tr.device)
         self.device = self.info.device
         self.out_dir = Path(output_dir) / TRAIN_OUTPUTS
         ckpt_dir = Path(output_dir) / CHECKPOINT_DIR
