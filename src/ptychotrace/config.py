@@ -178,6 +178,10 @@ class TrainingConfig(_Frozen):
 class InferenceConfig(_Frozen):
     group_limit: int | None = Field(None, ge=1, description="cap on test groups used")
     stitch_window: int = Field(20, ge=1, description="central M x M kept per patch, pixels")
+    stitch_weights: Literal["uniform", "consistency"] = Field(
+        "uniform", description="weights inside the stitch window: uniform (the spec's average) "
+        "or consistency (inverse error variance by radius from the patch centre, estimated "
+        "without ground truth from overlapping patches; infer/stitch_weights.py)")
     batch_size: int = Field(64, ge=1)
     twin_fix: bool = Field(True, description="gridsize 1, twin-symmetric probe: choose each patch "
                            "or its twin so that overlapping neighbours agree (infer/predict.py)")

@@ -12,6 +12,8 @@ Steps:
 3. optional overlap-consistency step (``twin_fix``, gridsize 1 only, see below);
 4. stitch with ``stitch_to_object_frame`` (central ``stitch_window`` x ``stitch_window`` of each
    patch): amplitude directly, phase as the angle of the stitched unit phasors (wrap-safe);
+   uniform weights in the window, or with ``stitch_weights: consistency`` inverse-variance
+   weights by radius estimated from overlapping patches (:mod:`.stitch_weights`);
 5. optional physics-consistent refinement (``refine_steps`` > 0, see :func:`refine_object`).
 
 The twin ambiguity (gridsize 1): with a probe P for which ``conj(flip(P)) == P`` (the ideal real,
@@ -41,6 +43,7 @@ from ..model.pinn import PINN
 from ..physics.forward import required_pad
 from ..physics.stitching import stitch_to_object_frame
 from .refine import REFINE_BACKOFF_FACTOR, REFINE_BACKOFFS, REFINE_HOLDOUT, REFINE_PATIENCE, refine_object
+from .stitch_weights import consistency_weights
 from .twin import PAIR_CHUNK, twin_consistency, twin_flip_mode, twin_of
 
 __all__ = ["Prediction", "predict", "predict_test_split", "test_groups", "predict_patches",
@@ -218,12 +221,20 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
         seconds["twin_fix"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     shape = object_shape_for(ds)
+    weights = None
+    if cfg.stitch_weights == "consistency":
+        groups = np.repeat(np.arange(len(data)), model.gridsize ** 2) if model.gridsize > 1 else None
+        w_np, steps["stitch_weights"] = consistency_weights(
+            np.abs(flat), xs, ys, min(int(cfg.stitch_window), n), groups)
+        weights = None if w_np is None else torch.as_tensor(w_np)
+    else:
+        steps["stitch_weights"] = {"method": "uniform"}
     amp_t = torch.as_tensor(np.abs(flat))
     st = stitch_to_object_frame(amp_t, torch.as_tensor(xs), torch.as_tensor(ys), shape,
-                                cfg.stitch_window)
+                                cfg.stitch_window, weights)
     unit = torch.as_tensor(np.exp(1j * np.angle(flat)).astype(np.complex64))
     st_ph = stitch_to_object_frame(unit, torch.as_tensor(xs), torch.as_tensor(ys), shape,
-                                   cfg.stitch_window)
+                                   cfg.stitch_window, weights)
     covered = st.covered.numpy()
     amplitude = np.where(covered, st.image.numpy(), 0.0).astype(np.float32)
     phase = np.where(covered, np.angle(st_ph.image.numpy()), 0.0).astype(np.float32)

@@ -67,16 +67,34 @@ def overlap_average(patches: Tensor, xcoords: Tensor, ycoords: Tensor,
 
 
 def stitch_to_object_frame(patches: Tensor, xcoords: Tensor, ycoords: Tensor,
-                           object_shape: tuple[int, int], window_size: int) -> Stitched:
+                           object_shape: tuple[int, int], window_size: int,
+                           weights: Tensor | None = None) -> Stitched:
     """Stitch predicted patches (P, N, N) into the (H, W) object frame using their central
     ``window_size`` x ``window_size`` pixels. Positions are object-pixel patch centres; patches may
-    extend past the object edge (the canvas is padded internally and cropped back)."""
+    extend past the object edge (the canvas is padded internally and cropped back).
+
+    weights: optional (N, N) non-negative per-pixel weights inside the window (e.g.
+    :func:`ptychotrace.infer.stitch_weights.consistency_weights`); the image is then the weighted
+    average, while ``weight`` and ``covered`` stay those of the uniform window, so the evaluated
+    region does not depend on the weights."""
     n = patches.shape[-1]
     pad = required_pad(n)
     h, w = object_shape
     window = central_window(n, window_size, dtype=patches.real.dtype if patches.is_complex()
                             else patches.dtype, device=patches.device)
-    st = overlap_average(patches, xcoords + pad, ycoords + pad, (h + 2 * pad, w + 2 * pad), window)
+    canvas = (h + 2 * pad, w + 2 * pad)
+    if weights is None:
+        st = overlap_average(patches, xcoords + pad, ycoords + pad, canvas, window)
+    else:
+        if weights.shape != window.shape or bool((weights < 0).any()):
+            raise ValueError(f"stitch weights must be a non-negative {tuple(window.shape)} map, "
+                             f"got shape {tuple(weights.shape)}")
+        wt = window * weights.to(device=window.device, dtype=window.dtype)
+        image = overlap_average(patches, xcoords + pad, ycoords + pad, canvas, wt).image
+        # coverage from the uniform window's summed weights, as without weights
+        den = scatter_patches(window.expand(patches.shape).to(window.dtype), xcoords + pad,
+                              ycoords + pad, canvas)
+        st = Stitched(image=image, weight=den, covered=den >= COVERAGE_MIN_WEIGHT)
     crop = (slice(pad, pad + h), slice(pad, pad + w))
     return Stitched(image=st.image[..., crop[0], crop[1]], weight=st.weight[..., crop[0], crop[1]],
                     covered=st.covered[..., crop[0], crop[1]])
