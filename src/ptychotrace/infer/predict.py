@@ -221,15 +221,16 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
         seconds["twin_fix"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     shape = object_shape_for(ds)
+    amp_np = np.abs(flat)
     weights = None
     if cfg.stitch_weights == "consistency":
         groups = np.repeat(np.arange(len(data)), model.gridsize ** 2) if model.gridsize > 1 else None
         w_np, steps["stitch_weights"] = consistency_weights(
-            np.abs(flat), xs, ys, min(int(cfg.stitch_window), n), groups)
+            amp_np, xs, ys, min(int(cfg.stitch_window), n), groups)
         weights = None if w_np is None else torch.as_tensor(w_np)
     else:
         steps["stitch_weights"] = {"method": "uniform"}
-    amp_t = torch.as_tensor(np.abs(flat))
+    amp_t = torch.as_tensor(amp_np)
     st = stitch_to_object_frame(amp_t, torch.as_tensor(xs), torch.as_tensor(ys), shape,
                                 cfg.stitch_window, weights)
     unit = torch.as_tensor(np.exp(1j * np.angle(flat)).astype(np.complex64))
