@@ -95,19 +95,10 @@ def consistency_weights(amplitude: np.ndarray, xs: np.ndarray, ys: np.ndarray, w
                             f"patches (< {MIN_SHARED_PIXELS}): uniform weights")
         return None, record
     # normal equations of  sum_{pixels} (s_a + s_b - d^2)^2  over the bin pairs (a, b)
-    gram = np.zeros((n_bins, n_bins))
-    rhs = np.zeros(n_bins)
-    for a in range(n_bins):
-        for b in range(n_bins):
-            c = count[a, b]
-            if c:
-                gram[a, a] += c
-                gram[b, b] += c
-                gram[a, b] += c
-                gram[b, a] += c
-                rhs[a] += total[a, b]
-                rhs[b] += total[a, b]
-    observed = (count.sum(0) + count.sum(1)) > 0
+    per_bin = count.sum(0) + count.sum(1)          # pixel pairs each bin takes part in
+    gram = np.diag(per_bin) + count + count.T
+    rhs = total.sum(0) + total.sum(1)
+    observed = per_bin > 0
     var = np.zeros(n_bins)
     sub = np.ix_(observed, observed)
     var[observed], _ = nnls(gram[sub], rhs[observed])
