@@ -195,11 +195,20 @@ def score_splits(run_dir: Path, args) -> dict:
     out = {"machine": describe_machine(), "command": " ".join(sys.argv), "run": str(run_dir),
            "network": model.checkpoint["network"], "splits": {}}
     icfg = cfg.inference.model_copy(update={"refine_steps": 0})
+    # --set grouping.* regroups the scored data (e.g. the reference's test groups: block_stride
+    # 5 on a 2-px raster); predict() otherwise groups as the checkpoint was trained.
+    regroup = {k.split(".", 1)[1]: v for k, v in data_overrides(args.set).items()
+               if k.startswith("grouping.")}
+    ckpt = model.checkpoint
+    if regroup:
+        ckpt = {**ckpt, "config": {**ckpt["config"],
+                                   "grouping": {**ckpt["config"]["grouping"], **regroup}}}
+    out["grouping"] = ckpt["config"]["grouping"]
     for split in ("train", "test"):
         # predict() reconstructs the 'test' split: relabel to score the training half.
         view = ds if split == "test" else replace(
             ds, split=np.where(ds.split == TRAIN, TEST, TRAIN).astype(ds.split.dtype))
-        pred = predict(model, view, icfg)
+        pred = predict(model, view, icfg, ckpt=ckpt)
         # The reference PINN's recipe scales the prediction to the truth's mean before its SSIM.
         p_amp, t_amp = np.abs(pred.obj)[pred.covered], np.abs(ds.obj)[pred.covered]
         mean_scale = float(t_amp.mean() / p_amp.mean())

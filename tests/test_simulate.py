@@ -11,7 +11,13 @@ from ptychotrace.cli import main
 from ptychotrace.config import ConfigError, resolve_scenario
 from ptychotrace.data.container import build_grouped, train_input_gain
 from ptychotrace.data.dataset import load_dataset
-from ptychotrace.physics.scan import ScanPositions, group_neighbours, split_by_y
+from ptychotrace.physics.scan import (
+    ScanPositions,
+    grid_positions,
+    group_neighbours,
+    group_raster_blocks,
+    split_by_y,
+)
 from ptychotrace.simulate import simulate
 
 
@@ -103,6 +109,50 @@ def test_grouping_returns_c_distinct_neighbours_and_fails_clearly():
         group_neighbours(ScanPositions(np.arange(3.0), np.arange(3.0)), 2, 1, 4, 0)
     with pytest.raises(ValueError, match="neighbor_count"):
         group_neighbours(pos, 2, 5, 3, 0)
+
+
+def test_raster_blocks_have_one_geometry_and_skip_points_off_the_raster():
+    grid = grid_positions(4.0, 40, 40, 2.0)                        # 10 x 10 raster, 4 px apart
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([grid.xcoords, rng.uniform(60, 90, 30)])   # + random points elsewhere
+    ys = np.concatenate([grid.ycoords, rng.uniform(60, 90, 30)])
+    pos = ScanPositions(xs, ys)
+    g = group_raster_blocks(pos, gridsize=2, group_count=10**6, seed=0, step=4.0)
+    assert g.indices.shape == (9 * 9, 4)                            # every complete 2x2 block
+    assert g.indices.max() < len(grid.xcoords)                      # no off-raster point joins
+    np.testing.assert_allclose(g.dx, np.tile([-2.0, 2.0, -2.0, 2.0], (81, 1)))
+    np.testing.assert_allclose(g.dy, np.tile([-2.0, -2.0, 2.0, 2.0], (81, 1)))
+    # the inferred step is the raster's; a stride keeps every other origin in x and y
+    assert len(group_raster_blocks(pos, 2, 10**6, 0)) == 81
+    assert len(group_raster_blocks(pos, 2, 10**6, 0, step=4.0, stride=2)) == 5 * 5
+    # a seeded sample of fewer groups: deterministic, distinct, a subset of the blocks
+    # blocks wider than the raster: points 8 px apart on the 4-px raster, centres 8 px apart
+    wide = group_raster_blocks(pos, 2, 10**6, 0, step=8.0, stride=2)
+    assert len(wide) == 4 * 4
+    np.testing.assert_allclose(np.abs(wide.dx), 4.0)
+    a = group_raster_blocks(pos, 2, 20, seed=5, step=4.0)
+    b = group_raster_blocks(pos, 2, 20, seed=5, step=4.0)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert len({tuple(r) for r in a.indices}) == 20
+    with pytest.raises(ValueError, match="no 2x2 raster block"):
+        group_raster_blocks(ScanPositions(rng.uniform(0, 50, 40), rng.uniform(0, 50, 40)), 2,
+                            10, 0, step=4.0)
+
+
+def test_raster_blocks_reach_the_test_groups_through_the_config():
+    cfg, _, _ = resolve_scenario("gs2_ideal", {
+        "simulation.N": 32, "simulation.object_size": 96, "simulation.scan": "grid",
+        "simulation.grid_step": 6.0, "grouping.group_method": "raster_blocks",
+        "grouping.group_count": 10**4}, use_profile=False)
+    ds, _ = simulate(cfg.simulation)
+    from ptychotrace.data.container import grouping_method_kwargs
+
+    kw = grouping_method_kwargs(cfg.grouping.model_dump())
+    gd = build_grouped(ds, "test", 2, 10**4, 4, 0, 1.0, **kw)
+    np.testing.assert_allclose(np.abs(gd.dx), 3.0)
+    np.testing.assert_allclose(np.abs(gd.dy), 3.0)
+    knn = build_grouped(ds, "test", 2, 10**4, 4, 0, 1.0)             # KNN on a raster: no 2x2
+    assert not np.allclose(np.abs(knn.dy), 3.0)
 
 
 def test_simulate_cli_writes_valid_file_and_refuses_overwrite(tmp_path, capsys):

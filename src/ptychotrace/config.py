@@ -105,6 +105,14 @@ class GroupingConfig(_Frozen):
     group_multiplier: int = Field(1, ge=1)
     neighbor_count: int = Field(4, ge=1, description="K nearest neighbours to choose a group from")
     group_seed: int = 42
+    group_method: Literal["knn", "raster_blocks"] = Field(
+        "knn", description="gridsize > 1: 'knn' = a seed point and C-1 of its K nearest "
+        "neighbours (physics.md section 4); 'raster_blocks' = g x g blocks of adjacent points of "
+        "a raster scan, one fixed geometry (the reference PINN's gridsize-2 data)")
+    block_step_px: float | None = Field(None, gt=0, description="raster_blocks: distance between "
+                                        "a block's points, pixels (None: the raster's spacing)")
+    block_stride: int = Field(1, ge=1, description="raster_blocks: block origins every k-th "
+                              "raster point in x and y (1: every point, blocks overlap)")
 
     @property
     def requested_groups(self) -> int:
@@ -349,7 +357,7 @@ class RunConfig(_Frozen):
         if min(sim.train_count, sim.test_count) < c:
             raise ValueError(f"a split has fewer than C={c} patterns (train {sim.train_count}, "
                              f"test {sim.test_count})")
-        if sim.gridsize > 1 and grp.neighbor_count < c:
+        if sim.gridsize > 1 and grp.group_method == "knn" and grp.neighbor_count < c:
             raise ValueError(f"neighbor_count {grp.neighbor_count} must be >= C = {c}")
         if self.training.position_channels and sim.gridsize < 2:
             raise ValueError("training.position_channels needs simulation.gridsize > 1 (a "

@@ -14,7 +14,7 @@ import torch
 
 from ..physics.forward import extract_patches, pad_canvas, required_pad, to_tensor
 from ..physics.scaling import input_normalisation_gain
-from ..physics.scan import Groups, ScanPositions, group_neighbours
+from ..physics.scan import Groups, ScanPositions, make_groups
 from .dataset import Dataset
 
 
@@ -83,15 +83,26 @@ def truth_patches(obj: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray, n: 
     return out.numpy()
 
 
+def grouping_method_kwargs(grouping: dict) -> dict:
+    """The grouping-method keywords of ``build_grouped`` from a grouping config dict (a
+    checkpoint's or ``GroupingConfig.model_dump()``); checkpoints written before the
+    method existed group by 'knn'."""
+    return {"method": grouping.get("group_method", "knn"),
+            "block_step": grouping.get("block_step_px"),
+            "block_stride": int(grouping.get("block_stride", 1))}
+
+
 def build_grouped(ds: Dataset, split: str, gridsize: int, group_count: int, neighbor_count: int,
-                  seed: int, input_gain: float) -> GroupedData:
-    """Group one split and assemble its buffers. ``group_count`` is capped at the split size."""
+                  seed: int, input_gain: float, *, method: str = "knn",
+                  block_step: float | None = None, block_stride: int = 1) -> GroupedData:
+    """Group one split (physics/scan.py ``make_groups``) and assemble its buffers.
+    ``group_count`` is capped at the split size."""
     rows = ds.indices(split)
     if len(rows) == 0:
         raise ValueError(f"dataset has no '{split}' patterns")
     pos = ScanPositions(ds.xcoords[rows], ds.ycoords[rows])
-    groups: Groups = group_neighbours(pos, gridsize, min(group_count, len(rows)), neighbor_count,
-                                      seed)
+    groups: Groups = make_groups(pos, gridsize, min(group_count, len(rows)), neighbor_count,
+                                 seed, method, block_step, block_stride)
     idx = rows[groups.indices]                                    # (G, C) dataset rows
     counts = ds.counts[idx]                                       # (G, C, N, N)
     x_in = (np.sqrt(counts) * np.float32(input_gain)).astype(np.float32)

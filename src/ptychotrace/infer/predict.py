@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..config import InferenceConfig, RunConfig
-from ..data.container import GroupedData, build_grouped
+from ..data.container import GroupedData, build_grouped, grouping_method_kwargs
 from ..data.dataset import Dataset
 from ..model.pinn import PINN
 from ..physics.forward import required_pad
@@ -139,7 +139,8 @@ def test_groups(ckpt: dict, ds: Dataset, group_limit: int | None = None) -> tupl
     n_test = len(ds.indices("test"))
     count = min(int(grp["group_count"]) * int(grp.get("group_multiplier", 1)), n_test)
     gd = build_grouped(ds, "test", gridsize, count, int(grp["neighbor_count"]),
-                       int(grp["group_seed"]), float(ckpt["scales"]["input_gain"]["value"]))
+                       int(grp["group_seed"]), float(ckpt["scales"]["input_gain"]["value"]),
+                       **grouping_method_kwargs(grp))
     available = len(gd)
     if group_limit is not None and group_limit < len(gd):
         gd = gd.take(np.arange(group_limit))

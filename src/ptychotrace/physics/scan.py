@@ -1,4 +1,8 @@
-"""Scan positions (patch centres in object pixels), the y-sorted split, and neighbour grouping."""
+"""Scan positions (patch centres in object pixels), the y-sorted split, and grouping.
+
+Two grouping methods: ``knn`` (physics.md section 4: a seed point and C-1 of its K nearest
+neighbours, any geometry) and ``raster_blocks`` (g x g blocks of adjacent points of a raster,
+so every group has the same geometry: the reference PINN's gridsize-2 data, 2 x 2 at 4 px)."""
 
 from __future__ import annotations
 
@@ -125,3 +129,83 @@ def group_neighbours(positions: ScanPositions, gridsize: int, group_count: int,
     cx = xs[indices].mean(axis=1, keepdims=True)
     cy = ys[indices].mean(axis=1, keepdims=True)
     return Groups(indices=indices, dx=xs[indices] - cx, dy=ys[indices] - cy, gridsize=g)
+
+
+def _median_spacing(xs: np.ndarray, ys: np.ndarray) -> float:
+    """Median nearest-neighbour distance (pixels), ignoring coincident points."""
+    d, _ = cKDTree(np.column_stack([xs, ys])).query(np.column_stack([xs, ys]), k=min(len(xs), 8))
+    d = np.where(d > 1e-9, d, np.inf).min(axis=1)                 # nearest distinct point
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        raise ValueError("cannot infer a raster step: all positions coincide")
+    return float(np.median(d))
+
+
+def group_raster_blocks(positions: ScanPositions, gridsize: int, group_count: int, seed: int,
+                        step: float | None = None, stride: int = 1) -> Groups:
+    """Groups of g x g raster points ``step`` pixels apart (None: the raster's own spacing,
+    i.e. adjacent points), so every group has the same offsets (+-step/2 for g = 2).
+
+    A point is a block origin (top-left channel) when the g*g points ``origin + (j, i) * step``
+    all exist (within 1e-3 of a step). ``stride`` keeps only the origins whose raster index
+    (in raster spacings = the median nearest-neighbour distance, counted from the smallest x
+    and y) is a multiple of it in both axes: on a 2-px raster, ``step=4, stride=5`` gives the
+    reference PINN's test groups, 2 x 2 at 4 px with centres 10 px apart. Positions off the
+    raster simply start no block, so a mosaic of rasters works. ``group_count`` of the
+    candidate blocks are kept by a seeded sample without replacement (all of them, in raster
+    order, when there are no more than ``group_count``).
+    """
+    g = int(gridsize)
+    if g < 1:
+        raise ValueError(f"gridsize must be >= 1, got {gridsize}")
+    if stride < 1:
+        raise ValueError(f"block stride must be >= 1 raster step, got {stride}")
+    if group_count < 1:
+        raise ValueError(f"group_count must be >= 1, got {group_count}")
+    xs, ys = positions.xcoords, positions.ycoords
+    if len(xs) < g * g:
+        raise ValueError(f"split has {len(xs)} patterns, fewer than the {g * g} needed for "
+                         f"gridsize {g}")
+    raster = _median_spacing(xs, ys)
+    s = raster if step is None else float(step)
+    if s <= 0:
+        raise ValueError(f"raster step must be > 0 pixels, got {s}")
+    tree = cKDTree(np.column_stack([xs, ys]))
+    tol = 1e-3 * s
+    blocks = [np.arange(len(xs))]
+    for c in range(1, g * g):
+        j, i = divmod(c, g)                                        # row j (y), column i (x)
+        d, k = tree.query(np.column_stack([xs + i * s, ys + j * s]), distance_upper_bound=tol)
+        blocks.append(np.where(np.isfinite(d), k, -1))
+    cand = np.stack(blocks, axis=1)                                # (n, C); -1 = point missing
+    ok = (cand >= 0).all(axis=1)
+    if stride > 1:
+        ix = np.rint((xs - xs.min()) / raster).astype(np.int64)
+        iy = np.rint((ys - ys.min()) / raster).astype(np.int64)
+        ok &= (ix % stride == 0) & (iy % stride == 0)
+    cand = cand[ok]
+    if len(cand) == 0:
+        raise ValueError(f"no {g}x{g} raster block with a {s:.4g}-px step among {len(xs)} "
+                         "positions: grouping.group_method 'raster_blocks' needs a raster scan "
+                         "(simulation.scan 'grid') or a matching grouping.block_step_px")
+    order = np.lexsort((xs[cand[:, 0]], ys[cand[:, 0]]))           # raster order: y, then x
+    cand = cand[order]
+    if group_count < len(cand):
+        rng = np.random.default_rng(seed)
+        cand = cand[np.sort(rng.choice(len(cand), size=group_count, replace=False))]
+    indices = cand.astype(np.int64)
+    cx = xs[indices].mean(axis=1, keepdims=True)
+    cy = ys[indices].mean(axis=1, keepdims=True)
+    return Groups(indices=indices, dx=xs[indices] - cx, dy=ys[indices] - cy, gridsize=g)
+
+
+def make_groups(positions: ScanPositions, gridsize: int, group_count: int, neighbor_count: int,
+                seed: int, method: str = "knn", block_step: float | None = None,
+                block_stride: int = 1) -> Groups:
+    """Group one split by ``method`` ('knn' or 'raster_blocks'); see the two functions."""
+    if method == "knn" or int(gridsize) == 1:
+        return group_neighbours(positions, gridsize, group_count, neighbor_count, seed)
+    if method == "raster_blocks":
+        return group_raster_blocks(positions, gridsize, group_count, seed, block_step,
+                                   block_stride)
+    raise ValueError(f"unknown grouping method {method!r}: use 'knn' or 'raster_blocks'")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..config import PredictionScaleSource, RunConfig
-from ..data.container import GroupedData, build_grouped, truth_patches
+from ..data.container import GroupedData, build_grouped, grouping_method_kwargs, truth_patches
 from ..data.dataset import Dataset, file_sha256
 from ..format import format_resolution, format_value
 from ..records.comparison import ChannelHeadline, ComparisonRecord
@@ -360,7 +360,8 @@ def run_scenario(req: RunRequest) -> dict[str, Any]:
         data = _stage_group(req, rec, train_ds, log)
         test_groups = build_grouped(ds, "test", cfg.simulation.gridsize,
                                     cfg.grouping.requested_groups, cfg.grouping.neighbor_count,
-                                    cfg.grouping.group_seed, data.input_gain)
+                                    cfg.grouping.group_seed, data.input_gain,
+                                    **grouping_method_kwargs(cfg.grouping.model_dump()))
         rec.set_block("counts", _counts_block(cfg, ds, len(data.train) + (
             0 if data.val is None else len(data.val)), len(test_groups), cfg.inference.group_limit))
     with rec.stage("train"):

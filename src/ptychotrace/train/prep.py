@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..config import MeasurementContract, RunConfig
-from ..data.container import GroupedData, build_grouped, train_input_gain
+from ..data.container import GroupedData, build_grouped, grouping_method_kwargs, train_input_gain
 from ..data.dataset import Dataset
 from ..model.losses import LossNormaliser, compute_losses
 from ..model.network import NetworkConfig
@@ -57,7 +57,7 @@ def prepare_training_data(config: RunConfig, ds: Dataset, scales: dict | None = 
     else:
         gain = train_input_gain(ds)
     full = build_grouped(ds, "train", sim.gridsize, grp.requested_groups, grp.neighbor_count,
-                         grp.group_seed, gain)
+                         grp.group_seed, gain, **grouping_method_kwargs(grp.model_dump()))
     g = len(full)
     n_val = int(round(g * tr.validation_fraction)) if tr.validation_fraction > 0 else 0
     if tr.validation_fraction > 0 and g >= 2:
