@@ -61,6 +61,11 @@ def test_train_writes_a_card_that_round_trips(trained):
     assert kinds == ["scenario_train", "corpus"] and card.training_data.corpus.count == 1
     assert card.training_data.n_patterns == len(ds.indices("train")) + 8
     assert card.validation.best_val_loss is not None
+    assert card.training.group_method == "knn"                      # the grouping is on the card
+    # a card written before group_method existed still reads (as knn)
+    old = json.loads(text)
+    del old["training"]["group_method"]
+    assert ModelCard.model_validate(old).training.group_method == "knn"
     assert card.checkpoint.best == "train_outputs/checkpoints/best.pt"
     md = (run / "train_outputs" / CARD_MD).read_text()
     assert "## Training data" in md and "grf_1000" in md

@@ -93,6 +93,8 @@ class TrainingInfo(_Card):
     lr: float
     seed: int
     group_count: int
+    #: how the groups were formed (GroupingConfig.group_method); cards before it: knn
+    group_method: str = "knn"
     device: str | None
     train_seconds: float | None
     samples_per_second: float | None
@@ -202,7 +204,8 @@ def build_model_card(config, train_ds: Dataset, result: dict, ckpt: dict, histor
             status=str(result.get("status")), epochs_requested=tr.nepochs,
             epochs_completed=int(result.get("epochs_completed") or 0),
             best_epoch=result.get("best_epoch"), batch_size=tr.batch_size, lr=tr.lr, seed=tr.seed,
-            group_count=config.grouping.requested_groups, device=result.get("device"),
+            group_count=config.grouping.requested_groups,
+            group_method=config.grouping.group_method, device=result.get("device"),
             train_seconds=result.get("train_seconds"),
             samples_per_second=result.get("samples_per_second")),
         validation=ValidationInfo(
@@ -232,7 +235,9 @@ def card_markdown(card: ModelCard) -> str:
              f"- probe: {p.source}, {p.shape[0]}x{p.shape[1]}, energy {f(p.energy_photons)} photons "
              f"(sum |P|^2), fingerprint `{p.fingerprint[:23]}...`",
              f"- compatible data: same N and gridsize, probe within relative L2 distance "
-             f"{p.compatibility_tolerance} (global phase factored out)",
+             f"{p.compatibility_tolerance} (global phase factored out)"
+             + (", scanned on a raster (groups are raster blocks)"
+                if card.training.group_method == "raster_blocks" else ""),
              f"- dose: target {f(d.nphotons_target)} photons/pattern, measured "
              f"{f(d.photons_per_pattern_measured)} on the training data; dose scale "
              f"{f(d.dose_scale)} ({d.dose_mode}), from {d.derived_from}", "",
@@ -249,7 +254,7 @@ def card_markdown(card: ModelCard) -> str:
     lines += ["", "## Training and validation", "",
               f"- status {t.status}: {t.epochs_completed}/{t.epochs_requested} epochs, best epoch "
               f"{t.best_epoch}; batch {t.batch_size}, lr {t.lr}, seed {t.seed}, "
-              f"{t.group_count} groups requested",
+              f"{t.group_count} groups requested ({t.group_method})",
               f"- {f(t.train_seconds)} s on {t.device}, {f(t.samples_per_second)} samples/s",
               f"- validation ({v.validation_fraction:.0%} of groups): best {f(v.best_val_loss)}, "
               f"final {f(v.final_val_loss)}; final training loss {f(v.final_train_loss)}; "
