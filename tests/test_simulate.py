@@ -153,6 +153,9 @@ def test_raster_blocks_reach_the_test_groups_through_the_config():
     np.testing.assert_allclose(np.abs(gd.dy), 3.0)
     knn = build_grouped(ds, "test", 2, 10**4, 4, 0, 1.0)             # KNN on a raster: no 2x2
     assert not np.allclose(np.abs(knn.dy), 3.0)
+    # block options without the block method are refused where the config enters
+    with pytest.raises(ConfigError, match="raster_blocks"):
+        resolve_scenario("gs2_ideal", {"grouping.block_stride": 5}, use_profile=False)
 
 
 def test_simulate_cli_writes_valid_file_and_refuses_overwrite(tmp_path, capsys):

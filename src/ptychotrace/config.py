@@ -357,6 +357,10 @@ class RunConfig(_Frozen):
         if min(sim.train_count, sim.test_count) < c:
             raise ValueError(f"a split has fewer than C={c} patterns (train {sim.train_count}, "
                              f"test {sim.test_count})")
+        if grp.group_method == "knn" and (grp.block_step_px is not None or grp.block_stride != 1):
+            raise ValueError("grouping.block_step_px and grouping.block_stride apply to "
+                             "group_method 'raster_blocks' only; set --group-method raster_blocks "
+                             "or drop them")
         if sim.gridsize > 1 and grp.group_method == "knn" and grp.neighbor_count < c:
             raise ValueError(f"neighbor_count {grp.neighbor_count} must be >= C = {c}")
         if self.training.position_channels and sim.gridsize < 2:
