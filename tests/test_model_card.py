@@ -136,3 +136,12 @@ def test_probe_distance_properties():
     assert probe_distance(2 * p, p) == pytest.approx(1.0, rel=1e-6)
     assert probe_distance(np.zeros_like(p), p) == pytest.approx(1.0, rel=1e-6)
     assert 0 < DEFAULT_PROBE_TOLERANCE < 0.1
+
+
+def test_infer_refuses_block_regrouping_for_a_knn_model_and_writes_nothing(trained, capsys):
+    _, data, run, root = trained
+    out = root / "inf_regroup"
+    assert main(["infer", "--model", str(run), "--data", str(data), "--output-dir", str(out),
+                 "--block-stride", "5"]) == 2
+    assert "group_method 'knn'" in capsys.readouterr().err
+    assert not out.exists()

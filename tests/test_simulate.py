@@ -158,6 +158,44 @@ def test_raster_blocks_reach_the_test_groups_through_the_config():
         resolve_scenario("gs2_ideal", {"grouping.block_stride": 5}, use_profile=False)
 
 
+def test_infer_regrouping_changes_only_the_block_layout_of_a_raster_model():
+    from ptychotrace.infer.predict import regroup_test_blocks, test_groups
+
+    cfg, _, _ = resolve_scenario("gs2_ideal", {
+        "simulation.N": 32, "simulation.object_size": 96, "simulation.scan": "grid",
+        "simulation.grid_step": 3.0, "grouping.group_method": "raster_blocks",
+        "grouping.block_step_px": 6.0, "grouping.group_count": 10**4}, use_profile=False)
+    ds, _ = simulate(cfg.simulation)
+    ckpt = {"config": {"grouping": cfg.grouping.model_dump()}, "network": {"gridsize": 2},
+            "scales": {"input_gain": {"value": 1.0}}}
+    dense, _ = test_groups(ckpt, ds)
+    sparse_ckpt = regroup_test_blocks(ckpt, block_stride=4)
+    assert ckpt["config"]["grouping"]["block_stride"] == 1          # the model's is untouched
+    sparse, _ = test_groups(sparse_ckpt, ds)
+    np.testing.assert_allclose(np.abs(sparse.dx), 3.0)              # same geometry, 6-px blocks
+    np.testing.assert_allclose(np.abs(sparse.dy), 3.0)
+    # origins every 4th raster point in x and y: about 1/16 of the blocks
+    assert len(dense) / 24 < len(sparse) < len(dense) / 10
+    assert regroup_test_blocks(ckpt) is ckpt
+    with pytest.raises(ValueError, match=">= 1"):
+        regroup_test_blocks(ckpt, block_stride=0)
+    knn = {**ckpt, "config": {"grouping": {**ckpt["config"]["grouping"], "group_method": "knn"}}}
+    with pytest.raises(ValueError, match="group_method 'knn'"):
+        regroup_test_blocks(knn, block_stride=2)
+
+
+def test_median_spacing_ignores_coincident_points_and_refuses_too_few():
+    from ptychotrace.physics.scan import median_spacing
+
+    xs, ys = np.meshgrid(np.arange(5) * 2.5, np.arange(4) * 2.5)
+    xs, ys = np.r_[xs.ravel(), 0.0, 0.0], np.r_[ys.ravel(), 0.0, 0.0]   # point (0,0) three times
+    assert median_spacing(xs, ys) == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="coincide"):
+        median_spacing(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="1 position"):
+        median_spacing(np.zeros(1), np.zeros(1))
+
+
 def test_simulate_cli_writes_valid_file_and_refuses_overwrite(tmp_path, capsys):
     out = tmp_path / "d.npz"
     args = ["simulate", "--scenario", "gs1_ideal", "--N", "32", "--object-size", "96",

@@ -24,6 +24,13 @@ def add_parser(sub) -> None:
     add_config_flags(p, {"inference": "", "evaluation": ""},
                      title="inference and evaluation (default: the model's run settings)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--block-stride", type=int, default=None, metavar="K",
+                   help="raster-block models only: test block origins every K-th raster point "
+                        "(default: the model's; e.g. 5 on a 2-px raster gives the reference "
+                        "PINN's 10-px test layout)")
+    p.add_argument("--block-step-px", type=float, default=None, metavar="PX",
+                   help="raster-block models only: distance between a block's points, pixels "
+                        "(default: the model's; keep the spacing the model trained on)")
     from .inspect import add_load_flags
 
     add_load_flags(p)
@@ -79,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..format import format_value
-    from ..infer.predict import predict
+    from ..infer.predict import predict, regroup_test_blocks
     from ..stages.prediction import evaluate_and_write
     from ..telemetry.writers import write_npy
     from ..train.checkpoint import load_model
@@ -88,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
     from .common import load_data_from_args
 
     model = load_model(args.model, resolve_device(args.device), which=args.checkpoint)
+    # refused here, before any data is read or anything written
+    ckpt = regroup_test_blocks(model.checkpoint, args.block_stride, args.block_step_px)
     ds, _ = load_data_from_args(args)          # every format; refused before anything is written
     check_compatible(model.checkpoint, ds, data_label=str(args.data))  # refuses before writing
     inf, ev = inference_settings(model.checkpoint, args)
-    pred = predict(model, ds, inf)
+    pred = predict(model, ds, inf, ckpt=ckpt)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_npy(out / "coverage.npy", pred.covered.astype(np.float32))

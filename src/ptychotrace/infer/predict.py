@@ -46,7 +46,8 @@ from .refine import REFINE_BACKOFF_FACTOR, REFINE_BACKOFFS, REFINE_HOLDOUT, REFI
 from .stitch_weights import consistency_weights
 from .twin import PAIR_CHUNK, twin_consistency, twin_flip_mode, twin_of
 
-__all__ = ["Prediction", "predict", "predict_test_split", "test_groups", "predict_patches",
+__all__ = ["Prediction", "predict", "predict_test_split", "regroup_test_blocks", "test_groups",
+           "predict_patches",
            "object_shape_for", "refine_object", "twin_consistency", "twin_flip_mode", "twin_of",
            "PAIR_CHUNK", "REFINE_BACKOFF_FACTOR", "REFINE_BACKOFFS", "REFINE_HOLDOUT",
            "REFINE_PATIENCE"]
@@ -145,6 +146,31 @@ def test_groups(ckpt: dict, ds: Dataset, group_limit: int | None = None) -> tupl
     if group_limit is not None and group_limit < len(gd):
         gd = gd.take(np.arange(group_limit))
     return gd, available
+
+
+def regroup_test_blocks(ckpt: dict, block_stride: int | None = None,
+                        block_step_px: float | None = None) -> dict:
+    """A copy of ``ckpt`` whose test grouping places raster blocks differently: origins every
+    ``block_stride``-th raster point, points ``block_step_px`` pixels apart (None: keep the
+    model's). Only the layout of the test groups changes; the block geometry the network learned
+    is the model's, so a model trained with another grouping method (knn) is refused."""
+    if block_stride is None and block_step_px is None:
+        return ckpt
+    grp = dict(ckpt["config"]["grouping"])
+    method = grp.get("group_method", "knn")
+    if method != "raster_blocks":
+        raise ValueError(f"--block-stride / --block-step-px regroup raster blocks, but this "
+                         f"model was trained with group_method '{method}': its test data are "
+                         f"grouped as in training")
+    if block_stride is not None:
+        if int(block_stride) < 1:
+            raise ValueError(f"--block-stride must be >= 1, got {block_stride}")
+        grp["block_stride"] = int(block_stride)
+    if block_step_px is not None:
+        if not float(block_step_px) > 0:
+            raise ValueError(f"--block-step-px must be > 0 pixels, got {block_step_px}")
+        grp["block_step_px"] = float(block_step_px)
+    return {**ckpt, "config": {**ckpt["config"], "grouping": grp}}
 
 
 @torch.no_grad()

@@ -131,8 +131,11 @@ def group_neighbours(positions: ScanPositions, gridsize: int, group_count: int,
     return Groups(indices=indices, dx=xs[indices] - cx, dy=ys[indices] - cy, gridsize=g)
 
 
-def _median_spacing(xs: np.ndarray, ys: np.ndarray) -> float:
-    """Median nearest-neighbour distance (pixels), ignoring coincident points."""
+def median_spacing(xs: np.ndarray, ys: np.ndarray) -> float:
+    """Median nearest-neighbour distance (pixels), ignoring coincident points; ValueError when
+    there are fewer than two distinct positions."""
+    if len(xs) < 2:
+        raise ValueError(f"cannot infer a raster step from {len(xs)} position(s)")
     d, _ = cKDTree(np.column_stack([xs, ys])).query(np.column_stack([xs, ys]), k=min(len(xs), 8))
     d = np.where(d > 1e-9, d, np.inf).min(axis=1)                 # nearest distinct point
     d = d[np.isfinite(d)]
@@ -166,7 +169,7 @@ def group_raster_blocks(positions: ScanPositions, gridsize: int, group_count: in
     if len(xs) < g * g:
         raise ValueError(f"split has {len(xs)} patterns, fewer than the {g * g} needed for "
                          f"gridsize {g}")
-    raster = _median_spacing(xs, ys)
+    raster = median_spacing(xs, ys)
     s = raster if step is None else float(step)
     if s <= 0:
         raise ValueError(f"raster step must be > 0 pixels, got {s}")

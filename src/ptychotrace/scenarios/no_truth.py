@@ -31,10 +31,12 @@ def _stats(a: np.ndarray) -> dict:
 
 
 def _scan(ds, px_m: float | None) -> dict:
-    from scipy.spatial import cKDTree
+    from ..physics.scan import median_spacing
 
-    xy = np.column_stack([ds.xcoords, ds.ycoords])
-    step = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1])) if len(xy) > 1 else None
+    try:                               # the grouping's raster step: coincident points ignored
+        step = median_spacing(np.asarray(ds.xcoords), np.asarray(ds.ycoords))
+    except ValueError:                 # one position, or all positions coincide
+        step = None
     ext = [float(np.ptp(ds.xcoords)), float(np.ptp(ds.ycoords))]
     return {"positions": ds.n_patterns, "train": int(len(ds.indices("train"))),
             "test": int(len(ds.indices("test"))), "extent_px_xy": ext, "median_step_px": step,
