@@ -145,3 +145,49 @@ def test_infer_refuses_block_regrouping_for_a_knn_model_and_writes_nothing(train
                  "--block-stride", "5"]) == 2
     assert "group_method 'knn'" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def trained_blocks(tmp_path_factory):
+    """A tiny gridsize-2 model trained on 6-px raster blocks of a 3-px raster (1 epoch, every block)."""
+    root = tmp_path_factory.mktemp("blocks")
+    cfg, _, _ = resolve_scenario("gs2_ideal", {**TINY, "simulation.scan": "grid",
+                                               "simulation.grid_step": 3.0}, use_profile=False)
+    ds, _ = simulate(cfg.simulation, scenario="gs2_ideal")
+    data = save_dataset(root / "d.npz", ds)
+    run = root / "run"
+    assert main(["train", "--data", str(data), "--output-dir", str(run), "--nepochs", "1",
+                 "--batch-size", "16", "--group-count", "1000", "--no-progress", "--device", "cpu",
+                 "--gridsize", "2", "--group-method", "raster_blocks",
+                 "--block-step-px", "6"]) == 0
+    return data, run, root
+
+
+def test_a_raster_block_model_records_its_step_and_infer_holds_test_blocks_to_it(
+        trained_blocks, capsys):
+    data, run, root = trained_blocks
+    ckpt = load_checkpoint(run / "train_outputs" / "checkpoints" / "best.pt")
+    geom = ckpt["scales"]["group_geometry"]
+    assert geom["method"] == "raster_blocks" and geom["block_step_px"] == pytest.approx(6.0)
+    # as trained: the test blocks have the trained step, and stats.json says how it grouped
+    out = root / "inf"
+    assert main(["infer", "--model", str(run), "--data", str(data), "--output-dir", str(out),
+                 "--refine-steps", "0"]) == 0
+    rec = json.loads((out / "stats.json").read_text())["prediction"]["grouping"]
+    assert rec["method"] == "raster_blocks" and rec["block_stride"] == 1
+    assert rec["block_step_px"] == pytest.approx(6.0) == rec["trained_block_step_px"]
+    # a re-laid grouping (origins every 2nd raster point) is recorded as such, same geometry
+    sparse = root / "inf_sparse"
+    assert main(["infer", "--model", str(run), "--data", str(data), "--output-dir", str(sparse),
+                 "--refine-steps", "0", "--block-stride", "2"]) == 0
+    srec = json.loads((sparse / "stats.json").read_text())["prediction"]["grouping"]
+    assert srec["block_stride"] == 2 and srec["block_step_px"] == pytest.approx(6.0)
+    assert srec["n_groups"] < rec["n_groups"] / 3
+    # another step is a geometry the network never saw: refused before anything is written
+    capsys.readouterr()
+    wrong = root / "inf_wrong"
+    assert main(["infer", "--model", str(run), "--data", str(data), "--output-dir", str(wrong),
+                 "--refine-steps", "0", "--block-step-px", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "3 px apart" in err and "--block-step-px 6" in err
+    assert not wrong.exists()

@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
                         "PINN's 10-px test layout)")
     p.add_argument("--block-step-px", type=float, default=None, metavar="PX",
                    help="raster-block models only: distance between a block's points, pixels "
-                        "(default: the model's; keep the spacing the model trained on)")
+                        "(default: the model's; blocks with another step than the trained "
+                        "one are refused: the network learned one block geometry)")
     from .inspect import add_load_flags
 
     add_load_flags(p)
@@ -114,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {pred.n_patterns} patterns from {pred.n_groups} groups, coverage "
           f"{format_value(pred.coverage_fraction, digits=3)}, "
           f"{format_value(pred.patterns_per_second, digits=3)} patterns/s")
+    grp = pred.grouping
+    if grp.get("method") == "raster_blocks":
+        print(f"  grouped as {grp['gridsize']}x{grp['gridsize']} raster blocks, "
+              f"{format_value(grp['block_step_px'], digits=3)} px apart, origins every "
+              f"{grp['block_stride']} raster point(s) (stats.json 'prediction.grouping')")
     if cmp is not None:
         a, ls = cmp.amplitude, cmp.prediction_scale.least_squares
         print(f"  evaluated region: amplitude pearson {format_value(a.pearson_r)}, ssim "

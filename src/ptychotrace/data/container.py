@@ -83,6 +83,18 @@ def truth_patches(obj: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray, n: 
     return out.numpy()
 
 
+def block_step_px(dx: np.ndarray, gridsize: int) -> float | None:
+    """The raster step inside the groups, in pixels: the median over groups of the x span of the
+    members' offsets ``dx`` (G, C) divided by ``gridsize - 1``; None for gridsize 1 or no groups.
+    For raster blocks it is the block geometry the network sees (the offsets are +-step/2 at
+    gridsize 2)."""
+    g = int(gridsize)
+    if g < 2 or dx.size == 0:
+        return None
+    span = dx.max(axis=1) - dx.min(axis=1)
+    return float(np.median(span) / (g - 1))
+
+
 def grouping_method_kwargs(grouping: dict) -> dict:
     """The grouping-method keywords of ``build_grouped`` from a grouping config dict (a
     checkpoint's or ``GroupingConfig.model_dump()``); checkpoints written before the

@@ -10,7 +10,13 @@ import numpy as np
 import torch
 
 from ..config import MeasurementContract, RunConfig
-from ..data.container import GroupedData, build_grouped, grouping_method_kwargs, train_input_gain
+from ..data.container import (
+    GroupedData,
+    block_step_px,
+    build_grouped,
+    grouping_method_kwargs,
+    train_input_gain,
+)
 from ..data.dataset import Dataset
 from ..model.losses import LossNormaliser, compute_losses
 from ..model.network import NetworkConfig
@@ -32,6 +38,10 @@ class TrainingData:
     dose_scale: float | None
     dose_mode: str | None
     val_index: np.ndarray                 # group indices (into the full grouped train split)
+    group_method: str = "knn"
+    #: raster_blocks: the step between a block's points, px, measured on the training groups
+    #: (infer refuses test blocks with another step); None for knn or gridsize 1
+    block_step_px: float | None = None
 
     def scales(self, contract: MeasurementContract) -> dict:
         return {"input_gain": {"value": self.input_gain, "derived_from": "train",
@@ -41,7 +51,13 @@ class TrainingData:
                 "loss_normaliser": self.normaliser.to_dict(),
                 "amp_ref": {"value": self.amp_ref,
                             "formula": "sqrt(mean counts per pattern / sum|P|^2) (train split)"},
-                "contract": MeasurementContract(contract).value}
+                "contract": MeasurementContract(contract).value,
+                "group_geometry": {"method": self.group_method,
+                                   "block_step_px": self.block_step_px,
+                                   "derived_from": "train groups (median block span / "
+                                                   "(gridsize - 1))",
+                                   "applies_to": "raster_blocks test groups (infer refuses "
+                                                 "another step)"}}
 
 
 def prepare_training_data(config: RunConfig, ds: Dataset, scales: dict | None = None) -> TrainingData:
@@ -78,7 +94,9 @@ def prepare_training_data(config: RunConfig, ds: Dataset, scales: dict | None = 
         amp_ref = estimate_amplitude_reference(norm.mean_counts / target_factor, ds.probe)
     return TrainingData(train=full.take(train_idx), val=full.take(val_idx) if n_val else None,
                         input_gain=gain, normaliser=norm, amp_ref=amp_ref, dose_scale=dose_scale,
-                        dose_mode=dose_mode, val_index=val_idx)
+                        dose_mode=dose_mode, val_index=val_idx, group_method=grp.group_method,
+                        block_step_px=(block_step_px(full.dx, sim.gridsize)
+                                       if grp.group_method == "raster_blocks" else None))
 
 
 #: 'auto' object support: central when the probe's energy outside the central N/2 box is below this.
