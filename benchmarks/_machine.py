@@ -26,7 +26,12 @@ def describe_machine() -> dict:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         pass
+    # whether bfloat16 is native here (AVX512-BF16 / AMX / Arm BF16): a bfloat16 result's
+    # seconds are only comparable between machines that agree on this (model/precision.py)
+    from ptychotrace.model.precision import cpu_bfloat16_flags
+
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib,
+            "cpu_bfloat16_flags": cpu_bfloat16_flags(),
             "python": platform.python_version(), "platform": platform.platform(),
             "numpy": np.__version__, "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),

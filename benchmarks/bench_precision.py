@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine, record_result  # noqa: E402
 from ptychotrace.model.network import NetworkConfig, PtychoNet  # noqa: E402
+from ptychotrace.model.precision import native_bfloat16  # noqa: E402
 
 CONFIGS = [(64, 1, "central"), (64, 1, "full"), (64, 2, "central"), (64, 2, "full"),
            (128, 1, "central")]
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
         print(f"N={n} gs={gridsize} {support}: train x{b[0] / f[0]:.2f} ({f[0]:.1f} -> "
               f"{b[0]:.1f} samples/s), infer x{b[1] / f[1]:.2f}", flush=True)
     record_result({"benchmark": "precision", "command": " ".join(sys.argv),
-                   "cpu_flags": _cpu_flags(), "rows": rows,
+                   "cpu_flags": _cpu_flags(), "native_bfloat16": native_bfloat16("cpu"),
+                   "rows": rows,
                    "units": {"train": "groups per second of optimiser steps (network only)",
                              "infer": "patterns per second of no-grad forward passes"},
                    "machine": describe_machine()}, args.output)

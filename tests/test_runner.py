@@ -194,3 +194,21 @@ def test_network_only_quality_is_reported_next_to_the_refined_one(tiny_run):
     assert block["least_squares_scale"] > 0
     summary = (out / "gs1_ideal_comparison_summary.md").read_text()
     assert "network only (before refinement)" in summary
+
+
+def test_run_records_the_network_precision(tiny_run):
+    """A float32 run records its training precision (and the device's native bfloat16 support)
+    and the precision inference ran in, in run_metadata and in the typed record."""
+    from ptychotrace.model.precision import native_bfloat16
+    from ptychotrace.records.run_metadata import RunMetadata
+
+    out, meta = tiny_run
+    assert meta["training"]["precision"] == {"precision": "float32",
+                                             "native_bfloat16": native_bfloat16("cpu"),
+                                             "warning": None}
+    inf = meta["inference"]["precision"]
+    assert inf["requested"] == "auto" and inf["trained_precision"] == "float32"
+    assert inf["compute_precision"] == "float32"
+    typed = RunMetadata.model_validate(meta)
+    assert typed.inference.precision.compute_precision == "float32"
+    assert typed.training.precision.precision == "float32"

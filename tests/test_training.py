@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ptychotrace.config import resolve_scenario
+from ptychotrace.model.precision import native_bfloat16
 from ptychotrace.simulate import simulate
 from ptychotrace.train.checkpoint import (
     checkpoint_payload,
@@ -320,6 +321,24 @@ def test_spectral_bfloat16_log_input_network_trains_and_infers(tiny_ds, tmp_path
     again = predict(model, tiny_ds, InferenceConfig(refine_steps=0))
     assert np.isfinite(pred.obj).all() and np.abs(pred.obj[pred.covered]).min() > 0
     assert np.array_equal(pred.obj, again.obj)
+    # training recorded whether this CPU computes bfloat16 natively, and warned if not
+    native = native_bfloat16("cpu")
+    assert res.precision["precision"] == "bfloat16" and res.precision["native_bfloat16"] == native
+    assert (res.precision["warning"] is not None) == (native is False)
+    # 'auto' inference: the model's bfloat16 where native, float32 where only emulated
+    assert pred.precision["compute_precision"] == ("float32" if native is False else "bfloat16")
+    assert pred.stats()["precision"] == pred.precision
+    # (no twin choice: a patch flipped one way in one precision and the other way in the other
+    # would differ by far more than rounding)
+    forced = {p: predict(model, tiny_ds, InferenceConfig(refine_steps=0, twin_fix=False,
+                                                         precision=p))
+              for p in ("float32", "bfloat16")}
+    assert model.net.compute_precision == "bfloat16"            # restored after each call
+    assert {p: f.precision["compute_precision"] for p, f in forced.items()} == \
+        {"float32": "float32", "bfloat16": "bfloat16"}
+    a32, a16 = np.abs(forced["float32"].obj), np.abs(forced["bfloat16"].obj)
+    assert not np.array_equal(a32, a16)                         # the two really differ
+    assert np.abs(a32 - a16).max() <= 1e-2 * a32.max()          # by bfloat16 rounding only
 
 
 def test_position_channel_network_trains_and_infers_gridsize_2(tmp_path):

@@ -168,8 +168,9 @@ class TrainingConfig(_Frozen):
                                     "planes per pattern), i.e. the group's geometry")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="hidden-layer compute precision: 'bfloat16' is autocast mixed "
-        "precision (heads and physics stay float32), ~3x faster on CPUs with AMX/AVX512-BF16 and "
-        "on GPUs, emulated (slower) elsewhere; recorded in the checkpoint and used by infer")
+        "precision (heads and physics stay float32), 3.6-4.2x faster training on CPUs with "
+        "AMX/AVX512-BF16 and on GPUs, emulated and 10-13x slower elsewhere (training warns); "
+        "recorded in the checkpoint and used by infer (see inference.precision)")
     lr_schedule: Literal["plateau", "cosine"] = Field(
         "plateau", description="'plateau': ReduceLROnPlateau on the monitored loss; 'cosine': "
         "cosine decay from lr to lr_floor over nepochs (per epoch)")
@@ -191,6 +192,11 @@ class InferenceConfig(_Frozen):
         "or consistency (inverse error variance by radius from the patch centre, estimated "
         "without ground truth from overlapping patches; infer/stitch_weights.py)")
     batch_size: int = Field(64, ge=1)
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="the network's compute precision at inference: 'auto' = the model's "
+        "training precision, except a bfloat16 model on a CPU without native bfloat16 runs in "
+        "float32 (emulated bfloat16 is 5-7x slower there; model/precision.py); recorded in "
+        "stats.json 'prediction.precision'")
     twin_fix: bool = Field(True, description="gridsize 1, twin-symmetric probe: choose each patch "
                            "or its twin so that overlapping neighbours agree (infer/predict.py)")
     refine_steps: int = Field(50, ge=0, description="physics refinement steps of the stitched "

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..format import format_value
     from ..infer.predict import predict, regroup_test_blocks
+    from ..model.precision import precision_note
     from ..stages.prediction import evaluate_and_write
     from ..telemetry.writers import write_npy
     from ..train.checkpoint import load_model
@@ -115,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {pred.n_patterns} patterns from {pred.n_groups} groups, coverage "
           f"{format_value(pred.coverage_fraction, digits=3)}, "
           f"{format_value(pred.patterns_per_second, digits=3)} patterns/s")
+    note = precision_note(pred.precision)
+    if note:
+        print(f"  {note}")
     grp = pred.grouping
     if grp.get("method") == "raster_blocks":
         print(f"  grouped as {grp['gridsize']}x{grp['gridsize']} raster blocks, "

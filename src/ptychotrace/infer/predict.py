@@ -40,6 +40,7 @@ from ..config import InferenceConfig, RunConfig
 from ..data.container import GroupedData, block_step_px, build_grouped, grouping_method_kwargs
 from ..data.dataset import Dataset
 from ..model.pinn import PINN
+from ..model.precision import resolve_inference_precision
 from ..physics.forward import required_pad
 from ..physics.stitching import stitch_to_object_frame
 from .refine import REFINE_BACKOFF_FACTOR, REFINE_BACKOFFS, REFINE_HOLDOUT, REFINE_PATIENCE, refine_object
@@ -71,6 +72,8 @@ class Prediction:
     #: how the test split was grouped: method, gridsize, block step (px, measured on the test
     #: groups) and stride, the trained step; the record of a re-laid grouping (--block-stride)
     grouping: dict[str, Any] = field(default_factory=dict)
+    #: the network's compute precision and why (model/precision.py resolve_inference_precision)
+    precision: dict[str, Any] = field(default_factory=dict)
     offsets_axis_max_abs: list[float] = field(default_factory=list)   # [max|dx|, max|dy|] px
     padded_shape: tuple[int, int] = (0, 0)   # stitching canvas (object frame + 2*required_pad)
     fits_canvas: bool = True       # every patch lies inside the padded canvas (checked)
@@ -116,7 +119,7 @@ class Prediction:
                                       "std": float(a.std()) if a.size else None,
                                       "min": float(a.min()) if a.size else None,
                                       "max": float(a.max()) if a.size else None},
-                "steps": self.steps, "grouping": self.grouping}
+                "steps": self.steps, "grouping": self.grouping, "precision": self.precision}
 
 
 def object_shape_for(ds: Dataset) -> tuple[int, int]:
@@ -211,14 +214,21 @@ def regroup_test_blocks(ckpt: dict, block_stride: int | None = None,
 
 
 @torch.no_grad()
-def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64) -> tuple[np.ndarray, float]:
-    """(G, C, N, N) complex64 object patches (merged for gridsize > 1) and patterns/second."""
+def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64,
+                    compute_precision: str | None = None) -> tuple[np.ndarray, float]:
+    """(G, C, N, N) complex64 object patches (merged for gridsize > 1) and patterns/second.
+    ``compute_precision``: "float32" | "bfloat16" for this call (default: the network's own;
+    see model/precision.py)."""
     device = model.probe.device
     model.eval()
     out = np.empty(data.X.shape, dtype=np.complex64)
     # channels-last convolutions are ~1.5x faster on CPU (measured, docs/benchmarks.md); the
-    # network is put back in its own layout afterwards, so the caller's model is unchanged.
+    # network is put back in its own layout and precision afterwards, so the caller's model is
+    # unchanged.
     model.net.set_conv_memory_format(torch.channels_last)
+    own_precision = model.net.compute_precision
+    if compute_precision is not None:
+        model.net.set_compute_precision(compute_precision)
     t0 = time.perf_counter()
     try:
         for start in range(0, len(data), batch_size):
@@ -232,6 +242,7 @@ def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64) -> tup
                 obj, _ = model.physics(obj, dx, dy)
             out[sl] = obj.cpu().numpy()
     finally:
+        model.net.set_compute_precision(own_precision)
         model.net.set_conv_memory_format(torch.channels_last if model.net_cfg.precision ==
                                          "bfloat16" else torch.contiguous_format)
     dt = time.perf_counter() - t0
@@ -272,7 +283,9 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
                 if method == "raster_blocks" else None,
                 "trained_block_step_px": trained_block_step_px(ckpt),
                 "units": "pixels (object frame); block_step_px measured on the test groups"}
-    patches, pps = predict_patches(model, data, cfg.batch_size)
+    precision = resolve_inference_precision(cfg.precision, model.net_cfg.precision,
+                                            model.probe.device)
+    patches, pps = predict_patches(model, data, cfg.batch_size, precision["compute_precision"])
     seconds["network"] = (data.X.shape[0] * data.X.shape[1]) / pps
     n = patches.shape[-1]
     flat = patches.reshape(-1, n, n)
@@ -340,7 +353,7 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
                       covered=covered, patches=flat.astype(np.complex64), xcoords=xs, ycoords=ys,
                       n_groups=len(data), n_patterns=int(flat.shape[0]), patterns_per_second=pps,
                       seconds=seconds, steps=steps, groups_available=available,
-                      grouping=grouping,
+                      grouping=grouping, precision=precision,
                       offsets_axis_max_abs=[float(np.abs(data.dx).max()), float(np.abs(data.dy).max())],
                       padded_shape=(shape[0] + 2 * required_pad(n), shape[1] + 2 * required_pad(n)),
                       fits_canvas=True, network_only=network_only,

@@ -321,10 +321,21 @@ class PtychoNet(nn.Module):
             raise ValueError(f"input_photon must be finite and > 0, got {cfg.input_photon}")
         if cfg.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
+        #: The precision forward() computes in: the config's, unless inference changes it
+        #: (set_compute_precision; the checkpoint keeps recording the training precision).
+        self.compute_precision = cfg.precision
         if cfg.precision == "bfloat16":
             # oneDNN's bfloat16 convolutions are fastest channels-last (the layout does not change
             # the state dict, so checkpoints load into either precision).
             self.set_conv_memory_format(torch.channels_last)
+
+    def set_compute_precision(self, precision: str) -> None:
+        """Run forward() in ``precision`` ("float32" | "bfloat16") from now on. The weights are
+        float32 in both, so a bfloat16-trained network can run in float32 (inference on a CPU
+        that only emulates bfloat16; model/precision.py) and vice versa."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.compute_precision = precision
 
     def set_conv_memory_format(self, memory_format: torch.memory_format) -> None:
         """Put every conv weight in ``memory_format`` (channels-last is faster on CPU). Only the
@@ -345,7 +356,7 @@ class PtychoNet(nn.Module):
             x = torch.log1p(x.float().clamp_min(0) / p) / math.log1p(1.0 / p)
         if self.cfg.position_channels:
             x = torch.cat([x, *self._offset_planes(x, dx, dy)], dim=1)
-        low = self.cfg.precision == "bfloat16"
+        low = self.compute_precision == "bfloat16"
         if low:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=low):

@@ -106,6 +106,26 @@ class SplitIntensityStats(Block):
     deviation_exceeds_5pct: bool | None
 
 
+class ComputePrecision(Block):
+    """Training's compute precision and whether the device computes it natively
+    (model/precision.py). native_bfloat16: None = cannot tell (flags unreadable)."""
+
+    precision: str
+    native_bfloat16: bool | None = None
+    warning: str | None = None
+
+
+class InferencePrecision(Block):
+    """The precision inference ran the network in, and why (resolve_inference_precision)."""
+
+    requested: str
+    trained_precision: str
+    compute_precision: str
+    native_bfloat16: bool | None = None
+    device: str | None = None
+    reason: str
+
+
 class Training(Block):
     """The trainer's result (train.trainer.TrainResult.to_dict)."""
 
@@ -127,6 +147,8 @@ class Training(Block):
     train_seconds: float | None = None
     device: str | None = None
     scales: dict[str, Any] = Field(default_factory=dict)
+    #: {precision, native_bfloat16, warning} (model/precision.py); absent in older runs
+    precision: ComputePrecision | None = None
 
 
 class InferenceSeconds(Block):
@@ -153,6 +175,8 @@ class Inference(Block):
     patterns_per_second: float | None
     seconds: InferenceSeconds
     post_processing: dict[str, Any] | None = None
+    #: the network's compute precision and why; absent in older runs
+    precision: InferencePrecision | None = None
 
 
 class GeometryBlock(Block):

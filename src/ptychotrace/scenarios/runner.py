@@ -18,6 +18,7 @@ from ..config import PredictionScaleSource, RunConfig
 from ..data.container import GroupedData, build_grouped, grouping_method_kwargs, truth_patches
 from ..data.dataset import Dataset, file_sha256
 from ..format import format_resolution, format_value
+from ..model.precision import precision_note
 from ..records.comparison import ChannelHeadline, ComparisonRecord
 from ..simulate import simulate, split_stats
 from ..stages.evaluate import activation_bound
@@ -280,10 +281,14 @@ def _stage_infer(req: RunRequest, rec: RunRecorder, ds: Dataset, model, log):
                              note="stitched phase (radians), covered region"),
         "patterns_per_second": pred.patterns_per_second, "seconds": pred.seconds,
         **({"post_processing": pred.info} if getattr(pred, "info", None) else {}),
+        **({"precision": pred.precision} if getattr(pred, "precision", None) else {}),
     }
     rec.set_block("inference", block)
     log(f"inferred {pred.patterns_used} patterns ({pred.groups_used} groups) at "
         f"{pred.patterns_per_second:.1f} patterns/s; coverage {block['coverage_fraction']:.3f}")
+    note = precision_note(getattr(pred, "precision", None))
+    if note:
+        log(note)
     return pred
 
 

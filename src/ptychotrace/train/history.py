@@ -109,6 +109,9 @@ class TrainResult:
     collapse_events: list = field(default_factory=list)
     lr_schedule: str | None = None
     final_lr: float | None = None
+    #: {precision, native_bfloat16 (True | False | None = unknown), warning}: the compute
+    #: precision and whether this device computes it natively (model/precision.py)
+    precision: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
