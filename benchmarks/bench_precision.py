@@ -4,11 +4,12 @@
 
 For each configuration (N, gridsize, object support) the same network (same weights) runs
 timed optimiser steps (forward, backward, Adam; a stand-in loss on the outputs, so the physics'
-FFTs, common to both precisions, are left out) and timed no-grad forward passes, first in
-float32, then in bfloat16, then float32 again; the ratio is taken against the mean of the two
-float32 blocks, so a drift of the shared machine during the run shows as their difference (it is
-recorded). bfloat16 is fast only where the CPU has native bfloat16 (AVX512-BF16 / AMX; the CPU
-flags are recorded) or on a GPU; elsewhere it is emulated and slower.
+FFTs, common to both precisions, are left out) and timed no-grad forward passes, in the order
+float32, float32 channels-last, bfloat16 (channels-last), float32, float32 channels-last; ratios
+are taken against the mean of the two float32 blocks, so a drift of the shared machine during
+the run shows as their difference (it is recorded). bfloat16 is fast only where the CPU has
+native bfloat16 (AVX512-BF16 / AMX; the CPU flags are recorded) or on a GPU; elsewhere it is
+emulated and slower (``--no-bfloat16`` leaves it out there).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16, help="groups per step (the study's batch)")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-bfloat16", action="store_true",
+                    help="float32 layouts only (bfloat16 is emulated and very slow without "
+                         "native support)")
     ap.add_argument("--output", default=str(Path(__file__).resolve().parent / "results" /
                                             "precision.json"))
     args = ap.parse_args(argv)
@@ -80,18 +84,34 @@ def main(argv=None) -> int:
         x = torch.rand(args.batch, gridsize * gridsize, n, n)
         nets = {p: PtychoNet(NetworkConfig(**base, precision=p)) for p in ("float32", "bfloat16")}
         nets["bfloat16"].load_state_dict(nets["float32"].state_dict())
+        nets["float32_cl"] = PtychoNet(NetworkConfig(**base))
+        nets["float32_cl"].load_state_dict(nets["float32"].state_dict())
+        nets["float32_cl"].set_conv_memory_format(torch.channels_last)
         f1 = _rates(nets["float32"], x, args.steps)
-        b = _rates(nets["bfloat16"], x, args.steps)
+        c1 = _rates(nets["float32_cl"], x, args.steps)
+        b = None if args.no_bfloat16 else _rates(nets["bfloat16"], x, args.steps)
         f2 = _rates(nets["float32"], x, args.steps)
+        c2 = _rates(nets["float32_cl"], x, args.steps)
         f = [(f1[i] + f2[i]) / 2 for i in range(2)]
-        rows.append({"N": n, "gridsize": gridsize, "object_support": support,
-                     "batch_groups": args.batch,
-                     "float32_train_samples_per_s": f[0], "float32_blocks": [f1, f2],
-                     "bfloat16_train_samples_per_s": b[0],
-                     "float32_infer_patterns_per_s": f[1], "bfloat16_infer_patterns_per_s": b[1],
-                     "train_speedup": b[0] / f[0], "infer_speedup": b[1] / f[1]})
-        print(f"N={n} gs={gridsize} {support}: train x{b[0] / f[0]:.2f} ({f[0]:.1f} -> "
-              f"{b[0]:.1f} samples/s), infer x{b[1] / f[1]:.2f}", flush=True)
+        c = [(c1[i] + c2[i]) / 2 for i in range(2)]
+        row = {"N": n, "gridsize": gridsize, "object_support": support,
+               "batch_groups": args.batch,
+               "float32_train_samples_per_s": f[0], "float32_blocks": [f1, f2],
+               "float32_infer_patterns_per_s": f[1],
+               "float32_channels_last_train_samples_per_s": c[0],
+               "float32_channels_last_infer_patterns_per_s": c[1],
+               "float32_channels_last_blocks": [c1, c2],
+               "channels_last_train_speedup": c[0] / f[0],
+               "channels_last_infer_speedup": c[1] / f[1]}
+        line = (f"N={n} gs={gridsize} {support}: float32 channels-last train x{c[0] / f[0]:.2f} "
+                f"({f[0]:.1f} -> {c[0]:.1f} samples/s), infer x{c[1] / f[1]:.2f}")
+        if b is not None:
+            row.update({"bfloat16_train_samples_per_s": b[0], "bfloat16_infer_patterns_per_s": b[1],
+                        "train_speedup": b[0] / f[0], "infer_speedup": b[1] / f[1]})
+            line += (f"; bfloat16 train x{b[0] / f[0]:.2f} ({b[0]:.1f} samples/s), "
+                     f"infer x{b[1] / f[1]:.2f}")
+        rows.append(row)
+        print(line, flush=True)
     record_result({"benchmark": "precision", "command": " ".join(sys.argv),
                    "cpu_flags": _cpu_flags(), "native_bfloat16": native_bfloat16("cpu"),
                    "rows": rows,

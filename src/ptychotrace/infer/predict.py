@@ -225,6 +225,7 @@ def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64,
     # channels-last convolutions are ~1.5x faster on CPU (measured, docs/benchmarks.md); the
     # network is put back in its own layout and precision afterwards, so the caller's model is
     # unchanged.
+    own_layout = torch.channels_last if model.net.channels_last else torch.contiguous_format
     model.net.set_conv_memory_format(torch.channels_last)
     own_precision = model.net.compute_precision
     if compute_precision is not None:
@@ -243,8 +244,7 @@ def predict_patches(model: PINN, data: GroupedData, batch_size: int = 64,
             out[sl] = obj.cpu().numpy()
     finally:
         model.net.set_compute_precision(own_precision)
-        model.net.set_conv_memory_format(torch.channels_last if model.net_cfg.precision ==
-                                         "bfloat16" else torch.contiguous_format)
+        model.net.set_conv_memory_format(own_layout)
     dt = time.perf_counter() - t0
     return out, (data.X.shape[0] * data.X.shape[1]) / dt if dt > 0 else float("inf")
 

@@ -324,6 +324,7 @@ class PtychoNet(nn.Module):
         #: The precision forward() computes in: the config's, unless inference changes it
         #: (set_compute_precision; the checkpoint keeps recording the training precision).
         self.compute_precision = cfg.precision
+        self.channels_last = False       # conv weights' layout (set_conv_memory_format)
         if cfg.precision == "bfloat16":
             # oneDNN's bfloat16 convolutions are fastest channels-last (the layout does not change
             # the state dict, so checkpoints load into either precision).
@@ -343,6 +344,8 @@ class PtychoNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 m.to(memory_format=memory_format)
+        # forward() gives the input the same layout (a mixed one makes oneDNN reorder each layer)
+        self.channels_last = memory_format == torch.channels_last
 
     def forward(self, x: torch.Tensor, dx: torch.Tensor | None = None,
                 dy: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -357,7 +360,7 @@ class PtychoNet(nn.Module):
         if self.cfg.position_channels:
             x = torch.cat([x, *self._offset_planes(x, dx, dy)], dim=1)
         low = self.compute_precision == "bfloat16"
-        if low:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=low):
             z = x
