@@ -24,20 +24,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine, record_result  # noqa: E402
 from ptychotrace.model.network import NetworkConfig, PtychoNet  # noqa: E402
-from ptychotrace.model.precision import native_bfloat16  # noqa: E402
+from ptychotrace.model.precision import cpu_flags, native_bfloat16  # noqa: E402
 
 CONFIGS = [(64, 1, "central"), (64, 1, "full"), (64, 2, "central"), (64, 2, "full"),
            (128, 1, "central")]
 
 
 def _cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])
-    return sorted(f for f in flags if "bf16" in f or f.startswith("amx") or f == "avx512f")
+    """The flags that decide bfloat16 speed (and whether AVX-512 is there at all)."""
+    return sorted(f for f in cpu_flags() or []
+                  if "bf16" in f or f.startswith("amx") or f == "avx512f")
 
 
 def _rates(net: PtychoNet, x: torch.Tensor, steps: int) -> tuple[float, float]:

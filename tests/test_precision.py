@@ -10,6 +10,7 @@ from ptychotrace.model.network import NetworkConfig, PtychoNet
 from ptychotrace.model.precision import (
     bfloat16_training_warning,
     cpu_bfloat16_flags,
+    cpu_flags,
     native_bfloat16,
     precision_note,
     resolve_inference_precision,
@@ -25,6 +26,8 @@ ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes sha2 bf16 i8mm\nCPU part
 
 
 def test_cpu_flags_and_native_bfloat16_from_cpuinfo():
+    assert "avx2" in cpu_flags(AVX2) and cpu_flags(AVX2) == sorted(cpu_flags(AVX2))
+    assert cpu_flags("model name\t: something\n") is None
     assert cpu_bfloat16_flags(AVX2) == []
     assert cpu_bfloat16_flags(AMX) == ["amx_bf16", "avx512_bf16"]
     assert cpu_bfloat16_flags(ARM) == ["bf16"]

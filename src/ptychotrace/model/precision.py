@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["INFERENCE_PRECISIONS", "BF16_CPU_FLAGS", "cpu_bfloat16_flags", "native_bfloat16",
+__all__ = ["INFERENCE_PRECISIONS", "BF16_CPU_FLAGS", "cpu_flags", "cpu_bfloat16_flags", "native_bfloat16",
            "resolve_inference_precision", "bfloat16_training_warning", "precision_note"]
 
 #: ``inference.precision`` values: "auto" = the model's precision where this device computes it
@@ -29,9 +29,9 @@ INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 
-def cpu_bfloat16_flags(cpuinfo: str | None = None) -> list[str] | None:
-    """The bfloat16-related flags of the first CPU in ``cpuinfo`` (default: /proc/cpuinfo), sorted;
-    None where the CPU's flags cannot be read (not Linux)."""
+def cpu_flags(cpuinfo: str | None = None) -> list[str] | None:
+    """The feature flags of the first CPU in ``cpuinfo`` (default: /proc/cpuinfo; the "flags"
+    line on x86, "Features" on Arm), sorted; None where they cannot be read (not Linux)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
@@ -40,8 +40,14 @@ def cpu_bfloat16_flags(cpuinfo: str | None = None) -> list[str] | None:
     for line in cpuinfo.splitlines():
         key, sep, value = line.partition(":")
         if sep and key.strip().lower() in ("flags", "features"):
-            return sorted(f for f in value.split() if f in BF16_CPU_FLAGS)
+            return sorted(value.split())
     return None
+
+
+def cpu_bfloat16_flags(cpuinfo: str | None = None) -> list[str] | None:
+    """The bfloat16 flags (BF16_CPU_FLAGS) among :func:`cpu_flags`; None where unreadable."""
+    flags = cpu_flags(cpuinfo)
+    return None if flags is None else [f for f in flags if f in BF16_CPU_FLAGS]
 
 
 def native_bfloat16(device: torch.device | str, cpuinfo: str | None = None) -> bool | None:
