@@ -102,12 +102,12 @@ class Trainer:
                 f"{self.merge_warmup_epochs} epochs (at most half of the {tr.nepochs} epochs)")
         self.device = self.info.device
         # bfloat16 on a CPU that only emulates it is 10-13x slower than float32: say so at once
-        self.precision_warning = bfloat16_training_warning(tr.precision, self.device)
+        warning = bfloat16_training_warning(tr.precision, self.device)
         self.precision_record = {"precision": tr.precision,
                                  "native_bfloat16": native_bfloat16(self.device),
-                                 "warning": self.precision_warning}
-        if self.precision_warning and self.info.is_main:
-            log(self.precision_warning)
+                                 "warning": warning}
+        if warning and self.info.is_main:
+            log(warning)
         self.out_dir = Path(output_dir) / TRAIN_OUTPUTS
         ckpt_dir = Path(output_dir) / CHECKPOINT_DIR
         self.hist_path = self.out_dir / "history.json"
