@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,20 @@ import torch
 _threads = os.environ.get("OMP_NUM_THREADS", "")
 torch.set_num_threads(int(_threads) if _threads.isdigit() and int(_threads) > 0
                       else max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("bench_gpu")``: import ``benchmarks/<name>.py`` (not a package) as a module."""
+    bench_dir = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, bench_dir / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
 
 
-def test_bench_gpu_tiny_on_cpu(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_bench_gpu_tiny_on_cpu(tmp_path, load_benchmark):
+    mod = load_benchmark("bench_gpu")
     out = tmp_path / "gpu.json"
     assert mod.main(["--device", "cpu", "--tiny", "--sizes", "32", "--output", str(out)]) == 0
     res = json.loads(out.read_text())

@@ -4,28 +4,18 @@ it is an optional, benchmark-only dependency, absent in CI)."""
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
 from ptychotrace.config import resolve_scenario
 from ptychotrace.simulate import simulate
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ptychi.py"
-
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ptychi") is None,
                                 reason="pty-chi not installed (optional, benchmark only)")
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_ptychi", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_ptychi_forward_model_matches_ours_and_detects_a_shift():
-    mod = _bench()
+def test_ptychi_forward_model_matches_ours_and_detects_a_shift(load_benchmark):
+    mod = load_benchmark("bench_ptychi")
     api, task_cls, _ = mod.import_ptychi()
     cfg, _, _ = resolve_scenario("gs1_ideal", {"simulation.base_total_images": 64})
     ds, _ = simulate(cfg.simulation, scenario="gs1_ideal")

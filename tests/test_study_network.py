@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 from ptychotrace.data.container import truth_patches
 
-STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "study_network.py"
 
-
-def _study():
-    spec = importlib.util.spec_from_file_location("study_network", STUDY)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_patch_error_by_radius_locates_where_a_patch_is_wrong():
+def test_patch_error_by_radius_locates_where_a_patch_is_wrong(load_benchmark):
     """Exact patches give MAE 0 and Pearson 1 in every ring; damaging only the pixels at
     r >= 8 px leaves the inner rings exact and shows up in the outer ones alone."""
-    mod = _study()
+    mod = load_benchmark("study_network")
     rng = np.random.default_rng(0)
     n = 32
     obj = (1.0 + rng.random((96, 96))) * np.exp(1j * rng.random((96, 96)))
@@ -43,8 +32,8 @@ def test_patch_error_by_radius_locates_where_a_patch_is_wrong():
     assert all(r["amp_mae"] > 0.05 for r in rows if r["r_from_px"] >= 8)
 
 
-def test_data_overrides_reach_test_data_and_scoring_but_not_training():
-    mod = _study()
+def test_data_overrides_reach_test_data_and_scoring_but_not_training(load_benchmark):
+    mod = load_benchmark("study_network")
     got = mod.data_overrides(['simulation.scan="grid"', "simulation.grid_step=10",
                               "inference.stitch_window=10", "grouping.group_seed=3",
                               'training.precision="bfloat16"'])
