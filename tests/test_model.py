@@ -405,3 +405,61 @@ def test_position_channels_feed_the_group_geometry_to_the_first_layer():
     plain = PtychoNet(NetworkConfig(N=32, gridsize=2, amp_ref=1.0)).eval()
     with torch.no_grad():
         assert torch.equal(plain(x, dx, dy)[0], plain(x)[0])
+
+
+def _structured_probe(n: int, seed: int = 0) -> np.ndarray:
+    """A disk with a random smooth phase (no symmetry), in sqrt(photons)-like units."""
+    yy, xx = np.mgrid[:n, :n] - n / 2
+    r = np.hypot(xx, yy)
+    rng = np.random.default_rng(seed)
+    phase = 0.6 * (xx / n) ** 2 * rng.normal() + 0.8 * np.sin(xx / 3.0 + yy / 5.0)
+    return (300.0 * (r < n / 4) * np.exp(1j * phase)).astype(np.complex64)
+
+
+def test_backprop_input_is_exact_for_a_flat_object_and_dose_invariant():
+    """input_transform 'backprop': for a noise-free flat object of amplitude a the one-step
+    estimate is a |P|^2 / (|P|^2 + eps max|P|^2) with zero imaginary part (the flat object's
+    far-field phase is the exact phase then); scaling the probe by k and the counts by k^2 (a
+    dose change) leaves the estimate unchanged; the first layer sees X then the estimate's real
+    and imaginary parts; a wrong probe is refused and the config round-trips."""
+    from ptychotrace.model.network import BACKPROP_EPS
+    from ptychotrace.physics.forward import expected_counts
+
+    n, a, gain = 32, 2.7, 0.37
+    probe = _structured_probe(n)
+    cfg = NetworkConfig(N=n, gridsize=2, amp_ref=a, input_transform="backprop", input_photon=gain)
+    assert NetworkConfig.from_dict(cfg.to_dict()) == cfg and cfg.input_channels == 12
+    net = PtychoNet(cfg, probe).eval()
+    assert net.encoder[0][0].in_channels == 12
+    flat = torch.full((1, 4, n, n), a, dtype=torch.complex64)
+    x = torch.sqrt(expected_counts(torch.as_tensor(probe), flat)) * gain
+    est = net.backprop(x)
+    power = np.abs(probe) ** 2
+    want = a * power / (power + BACKPROP_EPS * power.max())
+    for c in range(4):
+        np.testing.assert_allclose(est[0, c].numpy(), want, atol=1e-4 * a)
+        assert float(est[0, 4 + c].abs().max()) < 1e-4 * a
+    # an object with structure: the estimate follows the dose-scaled probe and counts together
+    rng = np.random.default_rng(1)
+    obj = torch.as_tensor((1 + rng.random((1, 4, n, n))) * np.exp(1j * rng.random((1, 4, n, n)))
+                          ).to(torch.complex64)
+    counts = expected_counts(torch.as_tensor(probe), obj)
+    k = 7.0
+    net_k = PtychoNet(cfg, probe * np.float32(k)).eval()
+    torch.testing.assert_close(net.backprop(torch.sqrt(counts) * gain),
+                               net_k.backprop(torch.sqrt(counts * k * k) * gain), rtol=1e-4, atol=1e-4)
+    seen = []
+    net.encoder[0].register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    with torch.no_grad():
+        net(x)
+    torch.testing.assert_close(seen[0][:, :4], x)
+    torch.testing.assert_close(seen[0][:, 4:], est)
+    with pytest.raises(ValueError, match="needs the probe"):
+        PtychoNet(cfg)
+    with pytest.raises(ValueError, match="probe must be"):
+        PtychoNet(cfg, probe[:16, :16])
+    with pytest.raises(ValueError, match="non-zero"):
+        PtychoNet(cfg, np.zeros((n, n), np.complex64))
+    # the buffers derive from the probe: not in the state dict (same keys as the amplitude input
+    # apart from the wider first layer)
+    assert set(net.state_dict()) == set(PtychoNet(NetworkConfig(N=n, gridsize=2)).state_dict())

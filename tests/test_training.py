@@ -341,6 +341,41 @@ def test_spectral_bfloat16_log_input_network_trains_and_infers(tiny_ds, tmp_path
     assert np.abs(a32 - a16).max() <= 1e-2 * a32.max()          # by bfloat16 rounding only
 
 
+def test_backprop_input_network_trains_checkpoints_and_infers(tiny_ds, tmp_path):
+    """input_transform 'backprop' through train -> checkpoint -> infer: the loss falls, the
+    checkpoint rebuilds the estimate from its own probe (the derived buffers are not saved), so
+    the reloaded model predicts exactly what the trained one did, and it is independent of the
+    contract: under legacy_v1 the estimate is the same object-unit image."""
+    from ptychotrace.config import InferenceConfig
+    from ptychotrace.infer.predict import predict
+
+    cfg = tiny_config(**{"training.nepochs": 3, "training.input_transform": "backprop"})
+    res = train(cfg, tiny_ds, tmp_path, progress=False, log=lambda *a: None)
+    loss = json.loads(Path(res.history_path).read_text())["metrics"]["loss"]
+    assert res.status == "completed" and loss[-1] < loss[0]
+    ckpt = load_checkpoint(tmp_path, "best")
+    assert "net.backprop.far_phase" not in ckpt["model_state"]
+    model = load_model(tmp_path, which="best")
+    assert model.net_cfg.input_transform == "backprop"
+    assert model.net_cfg.input_photon == ckpt["scales"]["input_gain"]["value"]
+    data = prepare_training_data(cfg, tiny_ds, ckpt["scales"])
+    x = torch.as_tensor(data.train.X[:6])
+    again = model_from_checkpoint(ckpt)
+    with torch.no_grad():
+        assert torch.equal(model(x).obj, again(x).obj)
+        # the estimate is in object units: close to the true patches' mean amplitude
+        est = model.net.backprop(x)
+    truth = np.abs(data.train.Y_amp[:6])
+    ratio = float(est[:, :1].abs().mean() / truth.mean())
+    assert 0.3 < ratio < 1.5, ratio
+    legacy = model_from_checkpoint({**ckpt, "physics": {**ckpt["physics"], "contract": "legacy_v1"}})
+    assert legacy.contract.value == "legacy_v1"
+    with torch.no_grad():
+        torch.testing.assert_close(legacy.net.backprop(x), est)
+    pred = predict(model, tiny_ds, InferenceConfig(refine_steps=0))
+    assert np.isfinite(pred.obj).all() and pred.covered.any()
+
+
 def test_position_channel_network_trains_and_infers_gridsize_2(tmp_path):
     """gridsize 2 with position_channels: the group offsets reach the network in training and in
     inference (train -> checkpoint -> infer), the loss falls, and inference is deterministic."""

@@ -158,9 +158,12 @@ class TrainingConfig(_Frozen):
                                            "decoders, or 'unet' (encoder skips into the decoders)")
     norm: Literal["none", "group"] = Field("none", description="GroupNorm after each hidden conv")
     residual: bool = Field(False, description="residual conv blocks")
-    input_transform: Literal["amplitude", "log"] = Field(
-        "amplitude", description="network input: 'amplitude' X = sqrt(counts) * gain, or 'log' "
-        "log1p(X / X_1photon) / log1p(1 / X_1photon) (compresses the detector's dynamic range)")
+    input_transform: Literal["amplitude", "log", "backprop"] = Field(
+        "amplitude", description="network input: 'amplitude' X = sqrt(counts) * gain; 'log' "
+        "log1p(X / X_1photon) / log1p(1 / X_1photon) (compresses the detector's dynamic range); "
+        "'backprop' X plus the one-step object estimate (measured amplitudes with a flat "
+        "object's far-field phase, propagated back and divided by the probe), which puts the "
+        "input in the object frame and units")
     spectral_blocks: int = Field(0, ge=0, le=8, description="Fourier (FNO-style) blocks at the "
                                  "network's bottleneck: a global receptive field in one layer")
     position_channels: bool = Field(False, description="gridsize > 1: the network also sees "

@@ -61,7 +61,7 @@ class PINN(nn.Module):
         if tuple(p.shape) != (net_cfg.N, net_cfg.N):
             raise ValueError(f"probe must be {net_cfg.N}x{net_cfg.N}, got {tuple(p.shape)}")
         self.register_buffer("probe", p * probe_factor)
-        self.net = PtychoNet(net_cfg)
+        self.net = PtychoNet(net_cfg, probe=np.asarray(probe, dtype=np.complex64))
 
     @property
     def gridsize(self) -> int:
