@@ -56,6 +56,10 @@ VARIANTS = {
     "plain_sp2": {"training.spectral_blocks": 2},
     "plain_log": {"training.input_transform": "log"},
     "plain_pos": {"training.position_channels": True},      # gridsize > 1 only
+    "plain_bp": {"training.input_transform": "backprop"},
+    "unet_bp": {"training.arch": "unet", "training.input_transform": "backprop"},
+    "unet_bp_u1": {"training.arch": "unet", "training.input_transform": "backprop",
+                   "training.unrolled_stages": 1},
 }
 
 

@@ -463,3 +463,47 @@ def test_backprop_input_is_exact_for_a_flat_object_and_dose_invariant():
     # the buffers derive from the probe: not in the state dict (same keys as the amplitude input
     # apart from the wider first layer)
     assert set(net.state_dict()) == set(PtychoNet(NetworkConfig(N=n, gridsize=2)).state_dict())
+
+
+def test_unrolled_stage_data_consistency_keeps_an_exact_object_and_corrects_a_wrong_one():
+    """unrolled_stages: the data-consistency step returns a patch that already explains the
+    measured amplitudes unchanged, moves a wrong patch's far-field amplitudes onto the measured
+    ones where the probe is strong, keeps it where the probe is zero; the stages are separate
+    networks (their own weights), propagate precision and layout, need the backprop input, and
+    the config round-trips (older checkpoints: 0)."""
+    from ptychotrace.physics.forward import expected_counts
+
+    n, gain = 32, 0.5
+    probe = _structured_probe(n, seed=3)
+    rng = np.random.default_rng(2)
+    obj = torch.as_tensor((1 + rng.random((2, 1, n, n))) * np.exp(1j * rng.random((2, 1, n, n)))
+                          ).to(torch.complex64)
+    x = torch.sqrt(expected_counts(torch.as_tensor(probe), obj)) * gain
+    cfg = NetworkConfig(N=n, amp_ref=1.5, input_transform="backprop", input_photon=gain,
+                        unrolled_stages=1)
+    assert NetworkConfig.from_dict(cfg.to_dict()) == cfg
+    assert NetworkConfig.from_dict({k: v for k, v in cfg.to_dict().items()
+                                    if k != "unrolled_stages"}).unrolled_stages == 0
+    net = PtychoNet(cfg, probe).eval()
+    back = net.backprop.consistent(x, obj)
+    torch.testing.assert_close(torch.complex(back[:, :1], back[:, 1:]), obj, rtol=1e-4, atol=1e-4)
+    wrong = obj * torch.as_tensor(np.exp(0.5j * rng.random((2, 1, n, n)))).to(torch.complex64)
+    fixed = net.backprop.consistent(x, wrong)
+    fixed = torch.complex(fixed[:, :1], fixed[:, 1:])
+    strong = torch.as_tensor(np.abs(probe) > 0)
+    err_before = (torch.sqrt(expected_counts(torch.as_tensor(probe), wrong)) * gain - x).abs().mean()
+    err_after = (torch.sqrt(expected_counts(torch.as_tensor(probe), fixed)) * gain - x).abs().mean()
+    assert float(err_after) < 0.5 * float(err_before)
+    torch.testing.assert_close(fixed[..., ~strong], wrong[..., ~strong])
+    # two networks, one pass; the output depends on the second stage's weights
+    assert len(net.unrolled) == 1 and net.unrolled[0].cfg.unrolled_stages == 0
+    with torch.no_grad():
+        a1, _ = net(x)
+        net.unrolled[0].amp_decoder.head.bias.add_(1.0)
+        a2, _ = net(x)
+    assert float((a2 - a1).abs().min()) > 0
+    net.set_compute_precision("bfloat16")
+    net.set_conv_memory_format(torch.channels_last)
+    assert net.unrolled[0].compute_precision == "bfloat16" and net.unrolled[0].channels_last
+    with pytest.raises(ValueError, match="needs input_transform 'backprop'"):
+        PtychoNet(NetworkConfig(N=n, unrolled_stages=1))

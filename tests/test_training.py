@@ -376,6 +376,29 @@ def test_backprop_input_network_trains_checkpoints_and_infers(tiny_ds, tmp_path)
     assert np.isfinite(pred.obj).all() and pred.covered.any()
 
 
+def test_unrolled_unet_trains_and_reloads_gridsize_2(tmp_path):
+    """A U-Net with the backprop input and one unrolled stage, gridsize 2 (group merge after
+    the last stage): the loss falls and the checkpoint reloads to the same predictions."""
+    cfg = tiny_config(**{"simulation.gridsize": 2, "training.nepochs": 2, "training.arch": "unet",
+                         "training.input_transform": "backprop", "training.unrolled_stages": 1,
+                         "training.merge_warmup_epochs": 0})
+    with pytest.raises(ValueError, match="unrolled_stages 1 needs training.input_transform"):
+        tiny_config(**{"training.unrolled_stages": 1})            # refused at the config
+    ds = simulate(cfg.simulation)[0]
+    res = train(cfg, ds, tmp_path, progress=False, log=lambda *a: None)
+    loss = json.loads(Path(res.history_path).read_text())["metrics"]["loss"]
+    assert res.status == "completed" and loss[-1] < loss[0]
+    ckpt = load_checkpoint(tmp_path, "last")
+    assert any(k.startswith("unrolled.0.encoder") for k in ckpt["model_state"])
+    model, again = load_model(tmp_path, which="last"), model_from_checkpoint(ckpt)
+    assert model.net_cfg.unrolled_stages == 1
+    data = prepare_training_data(cfg, ds, ckpt["scales"])
+    x = torch.as_tensor(data.train.X[:4])
+    dx, dy = torch.as_tensor(data.train.dx[:4]), torch.as_tensor(data.train.dy[:4])
+    with torch.no_grad():
+        assert torch.equal(model(x, dx, dy).obj, again(x, dx, dy).obj)
+
+
 def test_position_channel_network_trains_and_infers_gridsize_2(tmp_path):
     """gridsize 2 with position_channels: the group offsets reach the network in training and in
     inference (train -> checkpoint -> infer), the loss falls, and inference is deterministic."""

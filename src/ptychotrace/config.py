@@ -164,6 +164,10 @@ class TrainingConfig(_Frozen):
         "'backprop' X plus the one-step object estimate (measured amplitudes with a flat "
         "object's far-field phase, propagated back and divided by the probe), which puts the "
         "input in the object frame and units")
+    unrolled_stages: int = Field(0, ge=0, le=4, description="with input_transform 'backprop': "
+                                 "further encoder-decoders, each after a per-pattern data-"
+                                 "consistency step on the previous prediction (measured far-field "
+                                 "amplitudes, its own phase); one fixed forward pass")
     spectral_blocks: int = Field(0, ge=0, le=8, description="Fourier (FNO-style) blocks at the "
                                  "network's bottleneck: a global receptive field in one layer")
     position_channels: bool = Field(False, description="gridsize > 1: the network also sees "
@@ -185,6 +189,15 @@ class TrainingConfig(_Frozen):
     collapse_lr_factor: float = Field(0.3, gt=0, lt=1, description="lr multiplier on recovery")
     collapse_max_recoveries: int = Field(2, ge=0, description="recoveries before training stops "
                                          "with status 'collapsed'")
+
+    @model_validator(mode="after")
+    def _check_unrolled(self):
+        if self.unrolled_stages and self.input_transform != "backprop":
+            raise ValueError(f"training.unrolled_stages {self.unrolled_stages} needs "
+                             "training.input_transform 'backprop' (the data-consistency step "
+                             "uses the probe and the measured amplitudes); add "
+                             "--input-transform backprop")
+        return self
 
 
 class InferenceConfig(_Frozen):

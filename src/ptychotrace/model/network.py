@@ -19,8 +19,10 @@ of the same resolution (U-Net skips, both decoders); ``norm='group'`` puts a Gro
 after every hidden conv; ``residual=True`` makes every block ``act(body(x) + proj(x))`` with a 1x1
 projection where the width changes; ``spectral_blocks=k`` adds k Fourier blocks at the bottleneck
 (``SpectralBlock``: a learned per-frequency channel mix, FNO-style, so that every bottleneck
-position sees every other in one layer). Note that the input lives in diffraction space and the
-output in real space, so a skip carries features, not spatially corresponding pixels.
+position sees every other in one layer). Note that the amplitude input lives in diffraction space
+and the output in real space, so a skip carries features, not spatially corresponding pixels;
+``input_transform='backprop'`` adds a one-step object estimate in the object frame
+(``BackpropInput``), and then the U-Net's skips do carry corresponding pixels.
 
 Amplitude head: ``amp_ref * softplus(z) / ln 2`` -- range (0, inf), so it reaches any object
 amplitude (the lines object spans ~0.6-5); at z = 0 it outputs ``amp_ref``, a data-derived
@@ -33,7 +35,7 @@ reference's failure mode of an unregistered learned scale cannot occur). Phase h
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -109,6 +111,11 @@ class NetworkConfig:
     #: one-step physical object estimate (see ``BackpropInput``): the measured amplitudes with
     #: the far-field phase of a flat object, propagated back and divided by the probe. It puts
     #: the input in the output's (object) frame and units; needs the probe.
+    #: Unrolled stages after the first network (needs input_transform 'backprop'): each takes
+    #: the previous prediction through a per-pattern data-consistency step (its far field gets
+    #: the measured amplitudes, ``BackpropInput.consistent``) and corrects it with its own
+    #: encoder-decoder. 0 = the single network. One fixed forward pass either way.
+    unrolled_stages: int = 0
     #: Compute precision of the hidden layers: "float32", or "bfloat16" (autocast mixed
     #: precision: hidden convs in bfloat16, channels-last; the two output heads, their
     #: activations and everything after them in float32). See PRECISIONS.
@@ -159,7 +166,8 @@ class NetworkConfig:
                    input_transform=str(d.get("input_transform", "amplitude")),
                    input_photon=float(d.get("input_photon", 1.0)),
                    precision=str(d.get("precision", "float32")),
-                   position_channels=bool(d.get("position_channels", False)))
+                   position_channels=bool(d.get("position_channels", False)),
+                   unrolled_stages=int(d.get("unrolled_stages", 0)))
 
 
 #: Negative slope of the optional LeakyReLU. Measured on gs1_custom: with ReLU the amplitude
@@ -328,11 +336,31 @@ class BackpropInput(nn.Module):
                              persistent=False)
         self.register_buffer("probe_filter", (p.conj() / (power + eps * power.max())).to(
             torch.complex64), persistent=False)
+        self.register_buffer("probe", p, persistent=False)
+        self.input_photon = float(input_photon)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
             est = inverse_far_field(x.float() * self.far_phase) * self.probe_filter
         return torch.cat([est.real, est.imag], dim=1)
+
+    def consistent(self, x: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+        """One data-consistency step on object patches ``obj`` (B, C, N, N) complex: their far
+        field keeps its phase and gets the measured amplitudes ``X / input_photon``; the exit
+        wave's change goes back through the same Wiener division,
+        ``O + conj(P) (psi' - psi) / (|P|^2 + eps max|P|^2)``, so the object is kept where the
+        probe is too weak to inform it. Returns (B, 2C, N, N), real parts then imaginary parts.
+        A patch that already explains the data exactly is returned unchanged (tested)."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            obj = obj.to(torch.complex64)
+            psi = obj * self.probe
+            far = far_field(psi)
+            mag = far.abs()
+            unit = far / mag.clamp_min(1e-6 * float(mag.detach().max().clamp_min(1e-30)))
+            measured = x.float() / self.input_photon
+            psi_new = inverse_far_field(measured * unit)
+            out = obj + (psi_new - psi) * self.probe_filter
+        return torch.cat([out.real, out.imag], dim=1)
 
 
 class PtychoNet(nn.Module):
@@ -390,6 +418,13 @@ class PtychoNet(nn.Module):
             if tuple(np.shape(probe)) != (cfg.N, cfg.N):
                 raise ValueError(f"probe must be {cfg.N}x{cfg.N}, got {tuple(np.shape(probe))}")
             self.backprop = BackpropInput(probe, cfg.input_photon)
+        if cfg.unrolled_stages < 0:
+            raise ValueError(f"unrolled_stages must be >= 0, got {cfg.unrolled_stages}")
+        if cfg.unrolled_stages and self.backprop is None:
+            raise ValueError("unrolled_stages needs input_transform 'backprop' (the data-"
+                             "consistency step uses the probe and the measured amplitudes)")
+        stage_cfg = replace(cfg, unrolled_stages=0)
+        self.unrolled = nn.ModuleList(PtychoNet(stage_cfg, probe) for _ in range(cfg.unrolled_stages))
         if cfg.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
         #: The precision forward() computes in: the config's, unless inference changes it
@@ -408,6 +443,8 @@ class PtychoNet(nn.Module):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.compute_precision = precision
+        for stage in self.unrolled:
+            stage.set_compute_precision(precision)
 
     def set_conv_memory_format(self, memory_format: torch.memory_format) -> None:
         """Put every conv weight in ``memory_format`` (channels-last is faster on CPU). Only the
@@ -417,6 +454,8 @@ class PtychoNet(nn.Module):
                 m.to(memory_format=memory_format)
         # forward() gives the input the same layout (a mixed one makes oneDNN reorder each layer)
         self.channels_last = memory_format == torch.channels_last
+        for stage in self.unrolled:
+            stage.channels_last = self.channels_last
 
     def forward(self, x: torch.Tensor, dx: torch.Tensor | None = None,
                 dy: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -425,11 +464,21 @@ class PtychoNet(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.cfg.channels or x.shape[-1] != self.cfg.N:
             raise ValueError(f"network expects (B, {self.cfg.channels}, {self.cfg.N}, {self.cfg.N}) "
                              f"input, got {tuple(x.shape)}")
+        amp, phase = self._stage(x, dx, dy)
+        for stage in self.unrolled:
+            estimate = self.backprop.consistent(x, torch.polar(amp, phase))
+            amp, phase = stage._stage(x, dx, dy, estimate)
+        return amp, phase
+
+    def _stage(self, x: torch.Tensor, dx: torch.Tensor | None, dy: torch.Tensor | None,
+               estimate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One encoder-decoder pass. ``estimate``: the (B, 2C, N, N) object estimate the
+        backprop input sees (default: the one-step estimate from a flat object)."""
         if self.cfg.input_transform == "log":     # float32, before any autocast
             p = self.cfg.input_photon
             x = torch.log1p(x.float().clamp_min(0) / p) / math.log1p(1.0 / p)
         elif self.backprop is not None:
-            x = torch.cat([x.float(), self.backprop(x)], dim=1)
+            x = torch.cat([x.float(), self.backprop(x) if estimate is None else estimate], dim=1)
         if self.cfg.position_channels:
             x = torch.cat([x, *self._offset_planes(x, dx, dy)], dim=1)
         low = self.compute_precision == "bfloat16"

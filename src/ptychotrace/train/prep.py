@@ -128,6 +128,7 @@ def build_model(config: RunConfig, ds: Dataset, data: TrainingData) -> PINN:
                             spectral_blocks=tr.spectral_blocks,
                             input_transform=tr.input_transform, input_photon=data.input_gain,
                             position_channels=tr.position_channels,
+                            unrolled_stages=tr.unrolled_stages,
                             object_support=resolve_object_support(tr.object_support, ds.probe))
     return PINN(net_cfg, ds.probe, tr.contract, data.dose_scale)
 
