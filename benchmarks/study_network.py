@@ -58,8 +58,8 @@ VARIANTS = {
     "plain_pos": {"training.position_channels": True},      # gridsize > 1 only
     "plain_bp": {"training.input_transform": "backprop"},
     "unet_bp": {"training.arch": "unet", "training.input_transform": "backprop"},
-    "unet_bp_u1": {"training.arch": "unet", "training.input_transform": "backprop",
-                   "training.unrolled_stages": 1},
+    **{f"unet_bp_u{k}": {"training.arch": "unet", "training.input_transform": "backprop",
+                         "training.unrolled_stages": k} for k in (1, 2, 3)},
 }
 
 

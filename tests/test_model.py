@@ -507,3 +507,30 @@ def test_unrolled_stage_data_consistency_keeps_an_exact_object_and_corrects_a_wr
     assert net.unrolled[0].compute_precision == "bfloat16" and net.unrolled[0].channels_last
     with pytest.raises(ValueError, match="needs input_transform 'backprop'"):
         PtychoNet(NetworkConfig(N=n, unrolled_stages=1))
+
+
+def test_backprop_estimate_carries_the_twin_ambiguity_of_a_symmetric_probe():
+    """With a real, centro-symmetric probe and a real object the pattern cannot tell the patch
+    from its twin (docs/physics.md), and the one-step estimate is itself twin-symmetric (to
+    1-2 %: the Wiener division and the flat far field's weak high-angle phase are not exactly
+    symmetric); it adds no orientation the data do not hold. The modelled zone-plate probe
+    breaks the symmetry (its estimate is 30-60 % away from either twin)."""
+    from ptychotrace.infer.twin import twin_flip_mode, twin_of
+    from ptychotrace.model.network import BackpropInput
+    from ptychotrace.physics.forward import expected_counts
+    from ptychotrace.physics.probe import focused_probe, ideal_probe
+
+    for n in (32, 64):
+        rng = np.random.default_rng(4)
+        obj = torch.as_tensor(1 + rng.random((3, 1, n, n))).to(torch.complex64)
+        for probe, symmetric in ((200 * ideal_probe(n), True), (200 * focused_probe(n), False)):
+            mode = twin_flip_mode(probe)
+            assert (mode is not None) == symmetric
+            e = BackpropInput(probe, 1.0)(torch.sqrt(expected_counts(torch.as_tensor(probe), obj)))
+            est = torch.complex(e[:, :1], e[:, 1:])
+            rel = {m: float((twin_of(est, m) - est).abs().mean() / est.abs().mean())
+                   for m in ("flip", "roll")}
+            if symmetric:
+                assert rel[mode] < 0.02, rel
+            else:
+                assert min(rel.values()) > 0.2, rel
