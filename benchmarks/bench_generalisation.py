@@ -21,6 +21,13 @@ Each is scored network-only (``refine_steps 0``, twin fix as the inference defau
 each scanned with the same physical probe and photons per pattern scale; covered region of the
 scan, no rescale, no registration (evaluate.metrics.compare_reconstruction, SSIM data range = the
 truth amplitude's max - min). Results: benchmarks/results/generalisation.json.
+
+``--models NAME=DIR ...`` trains nothing: it scores already trained models (``study_network.py``
+run directories) the same way, on the scenario's test split simulated with ``--N``,
+``--object-size`` and ``--patterns`` (give the study's values) and on the four unseen objects:
+
+    .venv/bin/python benchmarks/bench_generalisation.py --models unet_bp_u1=/tmp/.../train_outputs \
+        --N 64 --object-size 392 --patterns 500 --unseen-patterns 500 --output results/X.json
 """
 
 from __future__ import annotations
@@ -135,8 +142,12 @@ def main(argv=None) -> int:
                     help="training-time cap per model (stops after the epoch crossing it)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
+    ap.add_argument("--models", nargs="+", default=None, metavar="NAME=DIR",
+                    help="score these trained models (run directories) instead of training two")
     ap.add_argument("--output", default=str(ROOT / "results" / "generalisation.json"))
     args = ap.parse_args(argv)
+    if args.models:
+        return score_trained(args)
     if args.quick:
         args.patterns, args.corpus_count, args.corpus_patterns = 128, 4, 32
         args.unseen_patterns, args.epochs, args.train_seconds = 48, 2, 30.0
@@ -169,6 +180,43 @@ def main(argv=None) -> int:
         "note": "timings taken on a shared, loaded 2-core machine: compare within this run only",
     }
     record_result(result, args.output)
+    return 0
+
+
+def score_trained(args) -> int:
+    """The ``--models`` mode: network-only scores of trained models on the scenario's test split
+    and on the unseen objects, each scanned with the scenario's physical probe."""
+    named = {}
+    for item in args.models:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).exists():
+            raise SystemExit(f"--models takes NAME=DIR with an existing run directory, got {item!r}")
+        named[name] = Path(path)
+    cfg_c, _ = configs(args)
+    scen, _ = simulate(cfg_c.simulation, scenario=args.scenario)
+    evals = {"train_object_test": scen, **unseen_datasets(cfg_c, scen, args)}
+    inf = InferenceConfig(refine_steps=0)
+    models = {}
+    for name, path in named.items():
+        model = load_model(path)
+        if model.net_cfg.N != args.N:
+            raise SystemExit(f"{name}: model N {model.net_cfg.N} != --N {args.N}")
+        scores = {}
+        for key, ds in evals.items():
+            pred = predict(model, ds, inf)
+            scores[key] = {**score(pred.obj, pred.covered, ds.obj), "patterns": pred.n_patterns,
+                           "network_patterns_per_second": pred.patterns_per_second}
+            print(f"  {name:12s} {key:18s} SSIM {scores[key]['amp_ssim']:.3f} Pearson "
+                  f"{scores[key]['amp_pearson']:.3f}", flush=True)
+        models[name] = {"run_dir": str(path), "network": model.net_cfg.to_dict(), "scores": scores}
+    record_result({"benchmark": "generalisation_trained_models", "command": " ".join(sys.argv),
+                   "scenario": args.scenario, "N": args.N, "object_size": args.object_size,
+                   "settings": {k: v for k, v in vars(args).items() if k != "output"},
+                   "unseen": {"lines_unseen": "lines seed 7", "grf_unseen": "grf seed 9001",
+                              "siemens_unseen": "siemens seed 9002",
+                              "texture_unseen": f"texture seed 9003 from {list(UNSEEN_TEXTURES)}"},
+                   "evaluation": "network only (refine_steps 0), covered region, no rescale",
+                   "models": models, "machine": describe_machine()}, args.output)
     return 0
 
 
