@@ -76,9 +76,10 @@ INPUT_TRANSFORMS = ("amplitude", "log", "backprop")
 
 #: Wiener regulariser of the 'backprop' input's division by the probe, relative to max |P|^2:
 #: ``O_est = psi * conj(P) / (|P|^2 + BACKPROP_EPS * max|P|^2)``. Measured on the sim-lines test
-#: splits at 1e9 photons (the estimate alone, stitched, amplitude SSIM): 1e-3 -> 0.694 / 0.503
-#: (gs1_custom / gs1_ideal), 1e-2 -> 0.691 / 0.453, 1e-1 -> 0.521 / 0.366; larger values bias
-#: the amplitude low where the probe is weak (LS scale 1.00 at 1e-3, 1.30 at 1e-1).
+#: splits at 1e9 photons (the estimate alone, stitched, amplitude SSIM gs1_custom / gs1_ideal,
+#: 2000 patterns; benchmarks/bench_backprop_estimate.py): 1e-4 -> 0.694 / 0.543, 1e-3 -> 0.694 /
+#: 0.556, 1e-2 -> 0.691 / 0.499, 1e-1 -> 0.521 / 0.412; larger values bias the amplitude low
+#: where the probe is weak (LS scale 1.00-1.03 at 1e-3, 1.20-1.30 at 1e-1).
 BACKPROP_EPS = 1e-3
 
 #: Pixels per unit of the offset planes (NetworkConfig.position_channels): a neighbour of a
