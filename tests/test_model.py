@@ -463,6 +463,17 @@ def test_backprop_input_is_exact_for_a_flat_object_and_dose_invariant():
     # the buffers derive from the probe: not in the state dict (same keys as the amplitude input
     # apart from the wider first layer)
     assert set(net.state_dict()) == set(PtychoNet(NetworkConfig(N=n, gridsize=2)).state_dict())
+    # with the offset planes too: X, the estimate, then dx and dy planes (5 channels a pattern)
+    both = PtychoNet(NetworkConfig(N=n, gridsize=2, amp_ref=a, input_transform="backprop",
+                                   input_photon=gain, position_channels=True), probe).eval()
+    assert both.encoder[0][0].in_channels == 20
+    dx = torch.tensor([[-2.0, 2.0, -2.0, 2.0]])
+    seen.clear()
+    both.encoder[0].register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    with torch.no_grad():
+        both(x, dx, dx.flip(1))
+    torch.testing.assert_close(seen[0][:, 4:12], est)
+    torch.testing.assert_close(seen[0][0, 12:16, 0, 0], dx[0] / 8.0)
 
 
 def test_unrolled_stage_data_consistency_keeps_an_exact_object_and_corrects_a_wrong_one():

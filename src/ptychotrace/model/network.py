@@ -106,12 +106,12 @@ class NetworkConfig:
     #: and lifts the weak high-q pixels (at 1e9 photons they sit ~300x below the central peak
     #: in X, though far above their shot noise). input_photon: the X of a one-photon pixel (=
     #: the input gain, data-derived like amp_ref).
+    #: Or "backprop": the first layer also sees, per pattern, the real and imaginary parts of
+    #: a one-step physical object estimate (``BackpropInput``): the measured amplitudes with the
+    #: far-field phase of a flat object, propagated back and divided by the probe. It puts the
+    #: input in the output's (object) frame and units; needs the probe.
     input_transform: str = "amplitude"
     input_photon: float = 1.0
-    #: "backprop": the first layer also sees, per pattern, the real and imaginary parts of a
-    #: one-step physical object estimate (see ``BackpropInput``): the measured amplitudes with
-    #: the far-field phase of a flat object, propagated back and divided by the probe. It puts
-    #: the input in the output's (object) frame and units; needs the probe.
     #: Unrolled stages after the first network (needs input_transform 'backprop'): each takes
     #: the previous prediction through a per-pattern data-consistency step (its far field gets
     #: the measured amplitudes, ``BackpropInput.consistent``) and corrects it with its own
@@ -510,7 +510,8 @@ class PtychoNet(nn.Module):
 
     def _offset_planes(self, x: torch.Tensor, dx: torch.Tensor | None,
                        dy: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        b, c, n, _ = x.shape
+        b, _, n, _ = x.shape
+        c = self.cfg.channels        # x may already hold the backprop estimate's 2C channels
         if dx is None or dy is None:
             raise ValueError("this network has position_channels: it needs the group offsets "
                              "dx, dy (B, C) in pixels")
@@ -518,7 +519,7 @@ class PtychoNet(nn.Module):
         for d in (dx, dy):
             if tuple(d.shape) != (b, c):
                 raise ValueError(f"group offsets must be (B, C) = {(b, c)}, got {tuple(d.shape)}")
-            v = (d.to(device=x.device, dtype=x.dtype) / OFFSET_SCALE_PX)[:, :, None, None]
+            v = (d.to(device=x.device, dtype=torch.float32) / OFFSET_SCALE_PX)[:, :, None, None]
             planes.append(v.expand(b, c, n, n))
         return planes[0], planes[1]
 
