@@ -103,21 +103,25 @@ def unseen_datasets(cfg, scen, args) -> dict:
     return out
 
 
+def score_model(name: str, model, evals: dict) -> dict:
+    """Network-only scores (``refine_steps 0``) of one model on every evaluation dataset."""
+    inf = InferenceConfig(refine_steps=0)
+    scores = {}
+    for key, ds in evals.items():
+        pred = predict(model, ds, inf)
+        scores[key] = {**score(pred.obj, pred.covered, ds.obj), "patterns": pred.n_patterns,
+                       "network_patterns_per_second": pred.patterns_per_second}
+        print(f"  {name:12s} {key:18s} SSIM {scores[key]['amp_ssim']:.3f} Pearson "
+              f"{scores[key]['amp_pearson']:.3f}", flush=True)
+    return scores
+
+
 def run_model(name, cfg, train_ds, evals, work: Path, args) -> dict:
     t0 = time.perf_counter()
     res = train(cfg, train_ds, work / name, progress=False, time_limit_s=args.train_seconds,
                 log=lambda *a: None)
     train_s = time.perf_counter() - t0
-    model = load_model(work / name)
-    inf = InferenceConfig(refine_steps=0)
-    scores = {}
-    for key, ds in evals.items():
-        pred = predict(model, ds, inf)
-        scores[key] = {**score(pred.obj, pred.covered, ds.obj),
-                       "patterns": pred.n_patterns,
-                       "network_patterns_per_second": pred.patterns_per_second}
-        print(f"  {name:8s} {key:18s} SSIM {scores[key]['amp_ssim']:.3f} Pearson "
-              f"{scores[key]['amp_pearson']:.3f}", flush=True)
+    scores = score_model(name, load_model(work / name), evals)
     hist = json.loads(Path(res.history_path).read_text())["metrics"]
     return {"training": {"status": res.status, "epochs_completed": res.epochs_completed,
                          "train_seconds": train_s, "samples_per_second": res.samples_per_second,
@@ -195,19 +199,12 @@ def score_trained(args) -> int:
     cfg_c, _ = configs(args)
     scen, _ = simulate(cfg_c.simulation, scenario=args.scenario)
     evals = {"train_object_test": scen, **unseen_datasets(cfg_c, scen, args)}
-    inf = InferenceConfig(refine_steps=0)
     models = {}
     for name, path in named.items():
         model = load_model(path)
         if model.net_cfg.N != args.N:
             raise SystemExit(f"{name}: model N {model.net_cfg.N} != --N {args.N}")
-        scores = {}
-        for key, ds in evals.items():
-            pred = predict(model, ds, inf)
-            scores[key] = {**score(pred.obj, pred.covered, ds.obj), "patterns": pred.n_patterns,
-                           "network_patterns_per_second": pred.patterns_per_second}
-            print(f"  {name:12s} {key:18s} SSIM {scores[key]['amp_ssim']:.3f} Pearson "
-                  f"{scores[key]['amp_pearson']:.3f}", flush=True)
+        scores = score_model(name, model, evals)
         models[name] = {"run_dir": str(path), "network": model.net_cfg.to_dict(), "scores": scores}
     record_result({"benchmark": "generalisation_trained_models", "command": " ".join(sys.argv),
                    "scenario": args.scenario, "N": args.N, "object_size": args.object_size,
