@@ -33,14 +33,20 @@ from ptychotrace.simulate import simulate  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 
 
+def stitched_test_score(ds, patches: torch.Tensor, window: int) -> dict:
+    """Score of test-split patches (P, N, N) complex, stitched with the one stitcher like a
+    network's output (bench_pinn.score: covered region, no rescale)."""
+    test = ds.indices("test")
+    st = stitch_to_object_frame(patches, torch.as_tensor(ds.xcoords[test]),
+                                torch.as_tensor(ds.ycoords[test]), ds.obj.shape, window)
+    return score(st.image.numpy(), st.covered.numpy(), ds.obj, float(np.ptp(np.abs(ds.obj))))
+
+
 def estimate_score(ds, eps: float, window: int) -> dict:
     """Score of the stitched one-step estimates of the test split."""
     test = ds.indices("test")
     est = BackpropInput(ds.probe, 1.0, eps=eps)(torch.sqrt(torch.as_tensor(ds.counts[test]))[:, None])
-    patches = torch.complex(est[:, 0], est[:, 1])
-    st = stitch_to_object_frame(patches, torch.as_tensor(ds.xcoords[test]),
-                                torch.as_tensor(ds.ycoords[test]), ds.obj.shape, window)
-    return {**score(st.image.numpy(), st.covered.numpy(), ds.obj, float(np.ptp(np.abs(ds.obj)))),
+    return {**stitched_test_score(ds, torch.complex(est[:, 0], est[:, 1]), window),
             "test_patterns": int(len(test))}
 
 

@@ -35,11 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine, record_result  # noqa: E402
-from bench_pinn import score  # noqa: E402
+from bench_backprop_estimate import stitched_test_score  # noqa: E402
 from ptychotrace.config import resolve_scenario  # noqa: E402
 from ptychotrace.model.network import BackpropInput  # noqa: E402
 from ptychotrace.physics.forward import extract_patches, far_field, pad_canvas, required_pad  # noqa: E402
-from ptychotrace.physics.stitching import stitch_to_object_frame  # noqa: E402
 from ptychotrace.simulate import simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -88,11 +87,9 @@ def scenario_rows(scenario: str, total: int, steps: int) -> dict:
     probe = torch.as_tensor(ds.probe.astype(np.complex64))
     measured = torch.sqrt(torch.as_tensor(ds.counts[test]).float())
     xs, ys = torch.as_tensor(ds.xcoords[test]), torch.as_tensor(ds.ycoords[test])
-    data_range = float(np.ptp(np.abs(ds.obj)))
 
     def stitched_score(patches):
-        st = stitch_to_object_frame(patches, xs, ys, ds.obj.shape, cfg.inference.stitch_window)
-        return score(st.image.numpy(), st.covered.numpy(), ds.obj, data_range)
+        return stitched_test_score(ds, patches, cfg.inference.stitch_window)
 
     pad = required_pad(n)
     canvas = pad_canvas(torch.as_tensor(ds.obj.astype(np.complex64)), pad, value=1.0)
