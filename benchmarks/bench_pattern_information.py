@@ -10,6 +10,9 @@ measures what one pattern determines, with no network and no overlap:
   |P|^2). One pattern gives N^2 real amplitudes; the patch inside the footprint has 2 x footprint
   real unknowns, so a footprint above about half the window leaves the patch under-determined
   (the oversampling condition of coherent diffraction imaging);
+- the same fraction for the probe's own far field |F(P)|^2: how much fine structure the probe
+  has. A smooth defocused probe (a zone plate) keeps its spectrum inside the pupil; a structured
+  (measured) probe spreads it over the detector, which diversifies what one pattern encodes;
 - a per-pattern fit: every test patch (N x N complex, in object units) is fitted by Adam to its
   own measured amplitudes (mean squared error of |far_field(P O)| against sqrt(counts), which is
   the variance-stabilised Poisson likelihood), starting from the one-step 'backprop' estimate
@@ -26,6 +29,7 @@ another data-consistent patch.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -79,8 +83,10 @@ def fit_patterns(probe: torch.Tensor, measured: torch.Tensor, start: torch.Tenso
     return torch.view_as_complex(param.detach()), trace
 
 
-def scenario_rows(scenario: str, total: int, steps: int) -> dict:
-    cfg, _, _ = resolve_scenario(scenario, {"simulation.base_total_images": total})
+def scenario_rows(scenario: str, total: int, steps: int, overrides: dict | None = None) -> dict:
+    """One scenario's row; ``overrides`` are extra config entries (e.g. another probe file)."""
+    over = {"simulation.base_total_images": total, **(overrides or {})}
+    cfg, _, _ = resolve_scenario(scenario, over)
     ds, _ = simulate(cfg.simulation, scenario=scenario)
     test = ds.indices("test")
     n = ds.probe.shape[0]
@@ -100,8 +106,12 @@ def scenario_rows(scenario: str, total: int, steps: int) -> dict:
     fitted, trace = fit_patterns(probe, measured, start, steps,
                                  report=sorted({0, 10, 100, steps}))
     seconds = time.perf_counter() - t0
-    row = {"scenario": scenario, "base_total_images": total, "test_patterns": int(len(test)),
+    row = {"scenario": scenario, "base_total_images": total, "overrides": overrides or {},
+           "probe_source": (ds.metadata.get("probe") or {}).get("source"),
+           "test_patterns": int(len(test)),
            "probe_footprint_fraction": footprint_fractions(ds.probe),
+           "probe_far_field_footprint_fraction": footprint_fractions(
+               far_field(probe).numpy()),
            "truth_relative_amplitude_error": relative_amplitude_error(probe, truth, measured),
            "start": {**stitched_score(start),
                      "relative_amplitude_error": relative_amplitude_error(probe, start, measured)},
@@ -111,7 +121,8 @@ def scenario_rows(scenario: str, total: int, steps: int) -> dict:
                                                                            measured)},
            "true_patches_stitched": stitched_score(truth)}
     print(f"{scenario:11s} footprint 99% {row['probe_footprint_fraction']['0.99']:.2f} "
-          f"99.9% {row['probe_footprint_fraction']['0.999']:.2f} | truth err "
+          f"99.9% {row['probe_footprint_fraction']['0.999']:.2f} | far field 99% "
+          f"{row['probe_far_field_footprint_fraction']['0.99']:.2f} | truth err "
           f"{row['truth_relative_amplitude_error']:.4f} | start SSIM {row['start']['ssim']:.3f} "
           f"err {row['start']['relative_amplitude_error']:.4f} | fitted SSIM "
           f"{row['fitted']['ssim']:.3f} err {row['fitted']['relative_amplitude_error']:.4f} "
@@ -125,12 +136,22 @@ def main(argv=None) -> int:
     ap.add_argument("--base-total-images", type=int, default=500,
                     help="500: the network studies' data (250 test patterns)")
     ap.add_argument("--steps", type=int, default=1000, help="Adam steps of the per-pattern fit")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                    help='config overrides for every scenario, e.g. '
+                         'simulation.probe_file=\'"probe.npz"\' (another probe)')
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--output", default=str(ROOT / "results" / "pattern_information.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    rows = [scenario_rows(s, args.base_total_images, args.steps) for s in args.scenarios]
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--set expects KEY=JSON, got {item!r}")
+        overrides[key] = json.loads(value)
+    rows = [scenario_rows(s, args.base_total_images, args.steps, overrides)
+            for s in args.scenarios]
     record_result({"benchmark": "pattern_information", "command": " ".join(sys.argv),
                    "evaluation": "stitched per-pattern patches (no network, no overlap), covered "
                                  "region, no rescale (bench_pinn.score); relative amplitude "
