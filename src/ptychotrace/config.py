@@ -217,7 +217,14 @@ class InferenceConfig(_Frozen):
                            "or its twin so that overlapping neighbours agree (infer/predict.py)")
     refine_steps: int = Field(50, ge=0, description="physics refinement steps of the stitched "
                               "object on the test counts (0 = off; see docs/benchmarks.md)")
-    refine_lr: float = Field(0.02, gt=0, description="refinement Adam step, relative to amp_ref")
+    refine_method: Literal["adam", "lsqml"] = Field(
+        "adam", description="'adam': Adam steps of the Poisson NLL on the object canvas "
+        "(refine_lr, refine_backoffs); 'lsqml': the baseline's solver (LSQ-ML with its "
+        "preconditioner and damping) started from the network's stitched object, at most "
+        "refine_steps iterations. Measured (docs/benchmarks.md, 'Refinement'): lsqml is "
+        "0.02-0.04 SSIM better and 2-3x faster at 1e9 photons, level at 1e4, 0.08 worse at 1e3")
+    refine_lr: float = Field(0.02, gt=0, description="refinement Adam step, relative to amp_ref "
+                             "(refine_method 'adam' only)")
     refine_holdout: float = Field(0.1, ge=0, lt=1, description="fraction of every pixel's photons "
                                   "held out (binomial thinning) to stop the refinement before it "
                                   "fits shot noise and return its best iterate (0 = off; integer "
@@ -226,7 +233,8 @@ class InferenceConfig(_Frozen):
                                         "many steps without hold-out improvement (None = never)")
     refine_backoffs: int = Field(2, ge=0, description="with the hold-out: instead of stopping, "
                                  "return to the best iterate and go on with a 4x smaller step, "
-                                 "at most this many times (0 = stop at once)")
+                                 "at most this many times (0 = stop at once; refine_method "
+                                 "'adam' only)")
     refine_smooth: bool = Field(True, description="with the hold-out: Gaussian low-pass of the "
                                 "refined object, width chosen by the held-out deviance (0 at high "
                                 "dose)")

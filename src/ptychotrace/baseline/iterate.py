@@ -38,8 +38,10 @@ class Run:
 def iterate(prob: Problem, algorithm: str, lik: str, iterations: int, batch_size: int | None,
              seed: int, delta: float, patience: int | None, tol: float | None,
              callback, progress, *, damping: float = LSQ_DAMPING,
-             damping_photons: float = LSQ_DAMPING_PHOTONS) -> Run:
-    """The iteration loop: full-batch cost (and hold-out cost) at every iterate 0..K."""
+             damping_photons: float = LSQ_DAMPING_PHOTONS,
+             init: torch.Tensor | None = None) -> Run:
+    """The iteration loop: full-batch cost (and hold-out cost) at every iterate 0..K, from
+    ``init`` (canvas-shaped complex64; None = a flat object of amplitude 1)."""
     gen = torch.Generator().manual_seed(int(seed))
     n_pix = float(prob.counts.numel() if prob.valid is None
                   else prob.counts.shape[0] * int(prob.valid.sum()))
@@ -53,7 +55,13 @@ def iterate(prob: Problem, algorithm: str, lik: str, iterations: int, batch_size
     lsq_den = lsq_preconditioner(full_illum, delta, damping, damping_photons)
     illuminated = full_illum >= ILLUMINATED_FRACTION * float(full_illum.max())
     zero = torch.zeros((), dtype=torch.complex64)
-    obj = torch.ones(prob.canvas_shape, dtype=torch.complex64)
+    if init is None:
+        obj = torch.ones(prob.canvas_shape, dtype=torch.complex64)
+    else:
+        if tuple(init.shape) != tuple(prob.canvas_shape):
+            raise ValueError(f"init must have the canvas shape {prob.canvas_shape}, "
+                             f"got {tuple(init.shape)}")
+        obj = init.to(torch.complex64).clone()
     best_obj, best_k, best_held = obj, 0, math.inf
     for k in range(iterations + 1):
         last = k == iterations

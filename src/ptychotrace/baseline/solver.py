@@ -131,7 +131,8 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
                 smooth: bool = False, delta: float = LSQ_DELTA, damping: float = LSQ_DAMPING,
                 damping_photons: float = LSQ_DAMPING_PHOTONS, window: int = 20,
                 tol: float | None = None,
-                callback: Callable[[int, np.ndarray], None] | None = None) -> BaselineResult:
+                callback: Callable[[int, np.ndarray], None] | None = None,
+                init: np.ndarray | None = None) -> BaselineResult:
     """Reconstruct the object from ``split``'s patterns with the dataset's probe and positions.
 
     iterations: maximum epochs over the split (default ``DEFAULT_ITERATIONS[algorithm]``);
@@ -155,7 +156,10 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     tol: also stop once :func:`converged_at` with this tolerance fires (None = off;
     ``converged_iteration`` is reported either way with ``CONVERGENCE_TOL``);
     callback: ``callback(k, object_frame)`` at every iterate k = 0.. with the current (H, W) complex
-    object, for convergence studies.
+    object, for convergence studies;
+    init: (H, W) complex starting object in the object frame (None = flat, amplitude 1): a warm
+    start, e.g. the network's stitched object (then the run is the PINN's refinement); the margin
+    of the padded canvas starts at the mean of ``init``.
     Deterministic for a fixed seed (the seed drives the photon split and the rPIE order).
     Long by design (58 lines of code after this docstring):
     argument checks and the result record around one call each to the passes."""
@@ -171,6 +175,8 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
 
         if ds.valid is not None:
             raise ValueError("the cdtools adapter does not take a detector mask; use rpie or lsqml")
+        if init is not None:
+            raise ValueError("the cdtools adapter has no warm start; use rpie or lsqml")
 
         return reconstruct_cdtools(ds, idx, object_shape, split=split, iterations=iterations,
                                    seed=seed, progress=progress, likelihood=likelihood,
@@ -183,13 +189,16 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
     t0 = time.perf_counter()
     lik = check_likelihood(likelihood)
     prob, holdout_note = build_problem(ds, idx, object_shape, holdout, seed)
+    start = None if init is None else init_canvas(init, object_shape, prob.pad)
     run = iterate(prob, algorithm, lik, iterations, batch_size, seed, delta, patience, tol,
-                  callback, progress, damping=damping, damping_photons=damping_photons)
+                  callback, progress, damping=damping, damping_photons=damping_photons,
+                  init=start)
 
     def rerun(k: int) -> torch.Tensor:
         prob_all, _ = build_problem(ds, idx, object_shape, 0.0, seed)
         return iterate(prob_all, algorithm, lik, k, batch_size, seed, delta, None, None, None,
-                       None, damping=damping, damping_photons=damping_photons).last_obj
+                       None, damping=damping, damping_photons=damping_photons,
+                       init=start).last_obj
 
     choice = choose_object(run, prob, lik, refit=refit, smooth=smooth, rerun=rerun)
     best_obj, refit_iterations = choice.obj, choice.refit_iterations
@@ -215,6 +224,22 @@ def reconstruct(ds: Dataset, split: str = "test", iterations: int | None = None,
         converged_iteration=converged_at(run.costs), wall_time_s=wall, stop_reason=run.stop_reason,
         refit_iterations=refit_iterations or 0, holdout_history=run.held_costs,
         step_history=run.steps, params=params)
+
+
+def init_canvas(init: np.ndarray, object_shape: tuple[int, int], pad: int) -> torch.Tensor:
+    """The padded canvas of a warm start: ``init`` (H, W) complex in the object frame, the margin
+    at its mean (the flat start's role there). Refuses a wrong shape or non-finite values."""
+    init = np.asarray(init)
+    if init.shape != tuple(object_shape):
+        raise ValueError(f"init must have the object frame's shape {tuple(object_shape)}, "
+                         f"got {init.shape}")
+    if not np.isfinite(init).all():
+        raise ValueError("init holds NaN or Inf")
+    fill = complex(init.mean())
+    h, w = object_shape
+    canvas = torch.full((h + 2 * pad, w + 2 * pad), fill, dtype=torch.complex64)
+    canvas[pad:pad + h, pad:pad + w] = torch.from_numpy(init.astype(np.complex64))
+    return canvas
 
 
 def _params(ds: Dataset, idx: np.ndarray, algorithm: str, likelihood: str, *,

@@ -14,7 +14,9 @@ Steps:
    patch): amplitude directly, phase as the angle of the stitched unit phasors (wrap-safe);
    uniform weights in the window, or with ``stitch_weights: consistency`` inverse-variance
    weights by radius estimated from overlapping patches (:mod:`.stitch_weights`);
-5. optional physics-consistent refinement (``refine_steps`` > 0, see :func:`refine_object`).
+5. optional physics-consistent refinement (``refine_steps`` > 0, ``refine_method`` adam or
+   lsqml; :mod:`.refine`), from the stitched object with its uncovered pixels at the covered
+   pixels' complex mean (:func:`start_object`).
 
 The twin ambiguity (gridsize 1): with a probe P for which ``conj(flip(P)) == P`` (the ideal real,
 centro-symmetric disk) every diffraction pattern is matched exactly as well by the flipped,
@@ -43,7 +45,15 @@ from ..model.pinn import PINN
 from ..model.precision import resolve_inference_precision
 from ..physics.forward import required_pad
 from ..physics.stitching import stitch_to_object_frame
-from .refine import REFINE_BACKOFF_FACTOR, REFINE_BACKOFFS, REFINE_HOLDOUT, REFINE_PATIENCE, refine_object
+from .refine import (
+    REFINE_BACKOFF_FACTOR,
+    REFINE_BACKOFFS,
+    REFINE_HOLDOUT,
+    REFINE_PATIENCE,
+    refine_object,
+    refine_with_solver,
+    start_object,
+)
 from .stitch_weights import consistency_weights
 from .twin import PAIR_CHUNK, twin_consistency, twin_flip_mode, twin_of
 
@@ -334,14 +344,20 @@ def predict(model: PINN, ds: Dataset, cfg: InferenceConfig | None = None,
         t1 = time.perf_counter()
         uniq = np.unique(data.pattern_index.reshape(-1))
         amp_ref = float(ckpt["network"]["amp_ref"])
-        obj, steps["refine"] = refine_object(
-            amplitude * np.exp(1j * phase), covered, torch.as_tensor(probe_np),
-            ds.counts[uniq], ds.xcoords[uniq], ds.ycoords[uniq],
-            float(ckpt["scales"]["loss_normaliser"]["mean_counts"]) / model.target_factor,
-            amp_ref, refine_steps, float(cfg.refine_lr), holdout=float(cfg.refine_holdout),
-            patience=cfg.refine_patience, seed=int(ckpt["config"]["training"]["seed"]),
-            refit=bool(cfg.refine_refit), smooth=bool(cfg.refine_smooth),
-            backoffs=int(cfg.refine_backoffs), valid=ds.valid)
+        seed = int(ckpt["config"]["training"]["seed"])
+        start = start_object(amplitude * np.exp(1j * phase), covered, amp_ref)
+        if cfg.refine_method == "lsqml":
+            obj, steps["refine"] = refine_with_solver(ds, uniq, probe_np, start, cfg, seed)
+        else:
+            obj, steps["refine"] = refine_object(
+                start, np.ones_like(covered), torch.as_tensor(probe_np),
+                ds.counts[uniq], ds.xcoords[uniq], ds.ycoords[uniq],
+                float(ckpt["scales"]["loss_normaliser"]["mean_counts"]) / model.target_factor,
+                amp_ref, refine_steps, float(cfg.refine_lr), holdout=float(cfg.refine_holdout),
+                patience=cfg.refine_patience, seed=seed,
+                refit=bool(cfg.refine_refit), smooth=bool(cfg.refine_smooth),
+                backoffs=int(cfg.refine_backoffs), valid=ds.valid)
+            steps["refine"]["method"] = "adam"
         amplitude = np.where(covered, np.abs(obj), 0).astype(np.float32)
         phase = np.where(covered, np.angle(obj), 0).astype(np.float32)
         seconds["refine"] = time.perf_counter() - t1

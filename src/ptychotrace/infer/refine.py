@@ -1,19 +1,32 @@
 """Physics-consistent refinement of the stitched object on the test data, stopped by a photon
-hold-out (see :func:`refine_object`). Defaults are InferenceConfig's (defined once there).
+hold-out. Defaults are InferenceConfig's (defined once there). Two methods
+(``inference.refine_method``):
 
-:func:`refine_object` is the entry point; :class:`_Refinement` holds one problem (the start canvas,
-the fitted and held-out photons, the probe) and its named passes: one forward pass over all
-patterns, a replay of step segments, the hold-out fit with back-offs, and the run that records."""
+- ``lsqml``, :func:`refine_with_solver`: the iterative baseline's own solver
+  (:func:`ptychotrace.baseline.reconstruct`, LSQ-ML with its preconditioner and step damping, the
+  same hold-out, patience, refit and low-pass rules) started from the network's stitched object
+  instead of a flat one. One solver for the baseline and the refinement.
+- ``adam`` (default), :func:`refine_object`: Adam steps of the Poisson NLL on the object canvas.
+  :class:`_Refinement` holds one problem (the start canvas, the fitted and held-out photons, the
+  probe) and its named passes: one forward pass over all patterns, a replay of step segments, the
+  hold-out fit with back-offs, and the run that records. Its many small steps and back-offs
+  suit low doses; LSQ-ML's preconditioned steps suit high ones (measured in docs/benchmarks.md,
+  "Refinement: the start and the solver").
+
+Both start from :func:`start_object`."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..baseline import reconstruct
 from ..config import InferenceConfig
+from ..data.dataset import TEST, TRAIN, Dataset
 from ..model.losses import poisson_nll
 from ..physics.forward import expected_counts, extract_patches, pad_canvas, required_pad
 from ..physics.holdout import choose_smoothing, holdout_reason, smooth_canvas, split_photons
@@ -29,6 +42,57 @@ REFINE_BACKOFF_FACTOR = 0.25
 # --------------------------------------------------------------------------------------------
 # Physics-consistent refinement of the stitched object on the test data
 # --------------------------------------------------------------------------------------------
+def start_object(init: np.ndarray, covered: np.ndarray, amp_scale: float) -> np.ndarray:
+    """The refinement's start (H, W) complex64: the stitched network object where it is covered,
+    elsewhere its complex mean over the covered pixels (``amp_scale`` if none is covered).
+
+    Why the complex mean: the far-field amplitudes do not see a global phase, so a network
+    trained on them returns its object with an arbitrary constant phase (2.5 rad measured on one
+    model). The probe lights pixels outside the stitch windows' cover; a real fill there would
+    put a phase step into every pattern, which the refinement then spends its steps on (measured
+    in docs/benchmarks.md: amplitude SSIM 0.23 instead of 0.95 after 50 Adam steps)."""
+    covered = np.asarray(covered, bool)
+    fill = complex(init[covered].mean()) if covered.any() else complex(amp_scale)
+    return np.where(covered, init, np.complex64(fill)).astype(np.complex64)
+
+
+def refine_with_solver(ds: Dataset, pattern_index: np.ndarray, probe: np.ndarray,
+                       start: np.ndarray, cfg: InferenceConfig,
+                       seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """The baseline's LSQ-ML solver on the patterns ``pattern_index`` (rows of ``ds``), started
+    from ``start`` (H, W) complex (:func:`start_object`), at most ``cfg.refine_steps``
+    iterations, with the refinement's hold-out, patience, refit and low-pass settings.
+    ``probe``: (N, N) complex, the physical probe the network was trained with. Returns the
+    (H, W) complex object (pixels the scan does not light keep their start) and the record."""
+    split = np.full(ds.n_patterns, TRAIN, dtype=np.asarray(ds.split).dtype)
+    split[np.asarray(pattern_index)] = TEST
+    view = replace(ds, split=split, probe=np.asarray(probe, dtype=np.complex64))
+    res = reconstruct(view, "test", iterations=int(cfg.refine_steps), algorithm="lsqml",
+                      seed=seed, holdout=float(cfg.refine_holdout),
+                      patience=cfg.refine_patience, refit=bool(cfg.refine_refit),
+                      smooth=bool(cfg.refine_smooth), window=int(cfg.stitch_window), init=start)
+    obj = np.where(res.illuminated, res.obj, start).astype(np.complex64)
+    p = res.params
+    record = {"applied": True, "method": "lsqml",
+              "method_note": "the baseline's LSQ-ML solver started from the network's stitched "
+                             "object (baseline/solver.py reconstruct(init=...))",
+              "max_steps": int(cfg.refine_steps), "steps": int(res.iterations),
+              "best_step": int(res.best_iteration), "stop_reason": res.stop_reason,
+              "cost_first": float(res.cost_history[0]), "cost_last": float(res.cost_history[-1]),
+              "cost_units": "the solver's fit cost per detector pixel (baseline/result.py)",
+              "holdout": p["holdout"], "holdout_note": p["holdout_note"], "holdout_seed": seed,
+              "patience": p["patience"], "holdout_history": [float(v) for v in
+                                                             res.holdout_history],
+              "holdout_units": "mean Poisson half-deviance of the held-out photons per detector "
+                               "pixel",
+              "refit_steps": int(res.refit_iterations), "smooth_sigma_px": p["smooth_sigma_px"],
+              "smooth_scores": p["smooth_scores"], "smooth_note": p["smooth_note"],
+              "step_history": [float(v) for v in res.step_history],
+              "lsq_damping": p["lsq_damping"], "lsq_damping_photons": p["lsq_damping_photons"],
+              "seconds": float(res.wall_time_s)}
+    return obj, record
+
+
 def refine_object(init: np.ndarray, covered_init: np.ndarray, probe: torch.Tensor,
                   counts: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
                   mean_counts: float, fill: float, steps: int, lr: float,
