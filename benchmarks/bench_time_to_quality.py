@@ -10,7 +10,9 @@ Three curves on the same data (the test split of one simulated scenario, small s
 
     network       the trained network alone (refine_steps 0): one point
     network+k     the network followed by k physics-refinement steps (the InferenceConfig defaults
-                  otherwise: hold-out early stop, back-offs, low-pass, refit), k in --refine-steps
+                  otherwise: hold-out early stop, back-offs, low-pass, refit), k in --refine-steps,
+                  for each solver in --refine-methods (adam: curve "network_refined"; lsqml, the
+                  baseline's solver from the network's object: "network_refined_lsqml")
     baseline      the iterative baseline (ptychotrace.baseline.reconstruct, LSQ-ML, amplitude
                   likelihood) from a flat start (ones), no hold-out, scored at every iterate in
                   --baseline-iterations; its time excludes the scoring callback
@@ -68,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--train-seconds", type=float, default=180.0)
     ap.add_argument("--refine-steps", type=int, nargs="+", default=[5, 10, 20, 50, 100])
+    ap.add_argument("--refine-methods", nargs="+", choices=["adam", "lsqml"], default=["adam"])
     ap.add_argument("--baseline-iterations", type=int, nargs="+",
                     default=[1, 2, 5, 10, 20, 50, 100, 200])
     ap.add_argument("--model", default=None, help="trained run directory (study_network.py): "
@@ -117,7 +120,8 @@ def main(argv=None) -> int:
     truth = ds.obj
     icfg = cfg.inference
 
-    curves: dict[str, list[dict]] = {"network": [], "network_refined": [], "baseline": []}
+    curves: dict[str, list[dict]] = {"network": [], "baseline": [],
+                                     **{curve_name(m): [] for m in args.refine_methods}}
     # Called twice, the second timed: the first includes one-time set-up (oneDNN kernel
     # selection, first-touch allocation) that a reused model does not pay again.
     cold = predict(model, ds, icfg.model_copy(update={"refine_steps": 0}))
@@ -126,14 +130,17 @@ def main(argv=None) -> int:
     curves["network"].append({"seconds": pred.seconds["total"], "refine_steps": 0,
                               "first_call_seconds": cold.seconds["total"],
                               **ssim_of(pred.obj, covered, truth)})
-    for k in args.refine_steps:
-        p = predict(model, ds, icfg.model_copy(update={"refine_steps": k}))
-        curves["network_refined"].append({"seconds": p.seconds["total"], "refine_steps": k,
-                                          "refine": {kk: v for kk, v in p.steps["refine"].items()
-                                                     if not isinstance(v, list)},
-                                          **ssim_of(p.obj, p.covered, truth)})
-        print(f"network+{k}: {curves['network_refined'][-1]['amp_ssim']:.3f} in "
-              f"{p.seconds['total']:.2f} s", flush=True)
+    for method in args.refine_methods:
+        name = curve_name(method)
+        for k in args.refine_steps:
+            p = predict(model, ds, icfg.model_copy(update={"refine_steps": k,
+                                                           "refine_method": method}))
+            curves[name].append({"seconds": p.seconds["total"], "refine_steps": k,
+                                 "refine": {kk: v for kk, v in p.steps["refine"].items()
+                                            if not isinstance(v, list)},
+                                 **ssim_of(p.obj, p.covered, truth)})
+            print(f"network+{k} ({method}): {curves[name][-1]['amp_ssim']:.3f} in "
+                  f"{p.seconds['total']:.2f} s", flush=True)
 
     marks = set(args.baseline_iterations)
     spent = {"callback": 0.0}
@@ -188,6 +195,11 @@ def main(argv=None) -> int:
     return 0
 
 
+def curve_name(method: str) -> str:
+    """The curve of the network + k steps of one refinement solver (adam keeps its old name)."""
+    return "network_refined" if method == "adam" else f"network_refined_{method}"
+
+
 def plot(curves: dict, path: str, title: str, converged: dict | None = None) -> None:
     import matplotlib
 
@@ -197,10 +209,13 @@ def plot(curves: dict, path: str, title: str, converged: dict | None = None) -> 
     fig, ax = plt.subplots(figsize=(6, 4))
     net = curves["network"][0]
     ax.plot([net["seconds"]], [net["amp_ssim"]], "o", ms=9, label="network only")
-    r = curves["network_refined"]
-    if r:
+    for method, marker in (("adam", "s-"), ("lsqml", "D-")):
+        r = curves.get(curve_name(method)) or []
+        if not r:
+            continue
         ax.plot([net["seconds"]] + [p["seconds"] for p in r],
-                [net["amp_ssim"]] + [p["amp_ssim"] for p in r], "s-", label="network + k steps")
+                [net["amp_ssim"]] + [p["amp_ssim"] for p in r], marker,
+                label=f"network + k {method} steps")
         for p in r:
             ax.annotate(str(p["refine_steps"]), (p["seconds"], p["amp_ssim"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
