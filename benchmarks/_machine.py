@@ -45,3 +45,21 @@ def record_result(result: dict, output: str | Path) -> dict:
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
     return result
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``KEY=JSON`` command-line items (``--set``) as a config-override dict; a malformed item
+    stops the benchmark with a message naming it."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected KEY=JSON, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"{key}: the value {value!r} is not JSON ({err.msg}); quote "
+                             f"strings, e.g. {key}='\"text\"'") from None
+    return out

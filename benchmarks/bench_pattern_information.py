@@ -29,7 +29,6 @@ another data-consistent patch.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import describe_machine, record_result  # noqa: E402
+from _machine import describe_machine, parse_overrides, record_result  # noqa: E402
 from bench_backprop_estimate import stitched_test_score  # noqa: E402
 from ptychotrace.config import resolve_scenario  # noqa: E402
 from ptychotrace.model.network import BackpropInput  # noqa: E402
@@ -144,12 +143,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            ap.error(f"--set expects KEY=JSON, got {item!r}")
-        overrides[key] = json.loads(value)
+    overrides = parse_overrides(args.set)
     rows = [scenario_rows(s, args.base_total_images, args.steps, overrides)
             for s in args.scenarios]
     record_result({"benchmark": "pattern_information", "command": " ".join(sys.argv),

@@ -23,22 +23,20 @@ that is the like-for-like comparison, and what the printed line shows.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import describe_machine, record_result  # noqa: E402
+from _machine import describe_machine, parse_overrides, record_result  # noqa: E402
 from bench_pinn import score  # noqa: E402
 from ptychotrace.baseline import reconstruct  # noqa: E402
 from ptychotrace.config import resolve_scenario  # noqa: E402
-from ptychotrace.data.dataset import TEST, TRAIN  # noqa: E402
 from ptychotrace.infer.predict import predict  # noqa: E402
+from ptychotrace.infer.refine import only_these_as_test  # noqa: E402
 from ptychotrace.simulate import simulate  # noqa: E402
 from ptychotrace.train.checkpoint import load_model  # noqa: E402
 
@@ -75,10 +73,8 @@ def case_rows(name: str, scenario: str, run: Path, overrides: dict) -> dict:
             "refit_steps": rec.get("refit_steps"), "smooth_sigma_px": rec.get("smooth_sigma_px"),
             "stop_reason": rec.get("stop_reason")}
     # the baseline on exactly the patterns the network reconstructed (group_limit, groups)
-    split = np.full(ds.n_patterns, TRAIN, dtype=np.asarray(ds.split).dtype)
-    split[used] = TEST
     t0 = time.perf_counter()
-    flat = reconstruct(replace(ds, split=split), "test", iterations=max(1, row["refine_steps"]),
+    flat = reconstruct(only_these_as_test(ds, used), "test", iterations=max(1, row["refine_steps"]),
                        holdout=float(cfg.inference.refine_holdout),
                        patience=cfg.inference.refine_patience,
                        window=int(cfg.inference.stitch_window))
@@ -104,12 +100,7 @@ def case_rows(name: str, scenario: str, run: Path, overrides: dict) -> dict:
 def parse_case(items: list[str]) -> tuple[str, str, Path, dict]:
     if len(items) < 3:
         raise SystemExit(f"--case needs NAME SCENARIO RUN_DIR [KEY=JSON ...], got {items}")
-    over = {}
-    for item in items[3:]:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--case override must be KEY=JSON, got {item!r}")
-        over[key] = json.loads(value)
+    over = parse_overrides(items[3:])
     run = Path(items[2])
     if not run.exists():
         raise SystemExit(f"--case {items[0]}: {run} does not exist")

@@ -56,6 +56,14 @@ def start_object(init: np.ndarray, covered: np.ndarray, amp_scale: float) -> np.
     return np.where(covered, init, np.complex64(fill)).astype(np.complex64)
 
 
+def only_these_as_test(ds: Dataset, pattern_index: np.ndarray) -> Dataset:
+    """A view of ``ds`` whose test split is exactly the rows ``pattern_index`` (the patterns a
+    prediction used), so that ``split="test"`` consumers see those and no others."""
+    split = np.full(ds.n_patterns, TRAIN, dtype=np.asarray(ds.split).dtype)
+    split[np.asarray(pattern_index)] = TEST
+    return replace(ds, split=split)
+
+
 def refine_with_solver(ds: Dataset, pattern_index: np.ndarray, probe: np.ndarray,
                        start: np.ndarray, cfg: InferenceConfig,
                        seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
@@ -64,9 +72,8 @@ def refine_with_solver(ds: Dataset, pattern_index: np.ndarray, probe: np.ndarray
     iterations, with the refinement's hold-out, patience, refit and low-pass settings.
     ``probe``: (N, N) complex, the physical probe the network was trained with. Returns the
     (H, W) complex object (pixels the scan does not light keep their start) and the record."""
-    split = np.full(ds.n_patterns, TRAIN, dtype=np.asarray(ds.split).dtype)
-    split[np.asarray(pattern_index)] = TEST
-    view = replace(ds, split=split, probe=np.asarray(probe, dtype=np.complex64))
+    view = replace(only_these_as_test(ds, pattern_index),
+                   probe=np.asarray(probe, dtype=np.complex64))
     res = reconstruct(view, "test", iterations=int(cfg.refine_steps), algorithm="lsqml",
                       seed=seed, holdout=float(cfg.refine_holdout),
                       patience=cfg.refine_patience, refit=bool(cfg.refine_refit),
