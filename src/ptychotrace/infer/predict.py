@@ -30,7 +30,6 @@ gridsize > 1 (the group merge with known offsets already breaks it).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..baseline.problem import object_shape_of
 from ..config import InferenceConfig, RunConfig
 from ..data.container import GroupedData, block_step_px, build_grouped, grouping_method_kwargs
 from ..data.dataset import Dataset
@@ -133,18 +133,10 @@ class Prediction:
 
 
 def object_shape_for(ds: Dataset) -> tuple[int, int]:
-    """The object frame: the truth's shape, else the simulated object size, else the scan extent."""
-    if ds.obj is not None:
-        return tuple(ds.obj.shape)
-    frame = (ds.metadata.get("geometry") or {}).get("object_frame")   # real data (ptychotrace.io)
-    if frame:
-        return int(frame["height_px"]), int(frame["width_px"])
-    size = ((ds.metadata.get("simulation") or {}).get("object_size"))
-    if size:
-        return int(size), int(size)
-    h = int(math.ceil(ds.ycoords.max())) + 1
-    w = int(math.ceil(ds.xcoords.max())) + 1
-    return h, w
+    """The object frame (H, W): the baseline's rule (truth, recorded frame, simulated size, scan
+    extent; ``baseline/problem.py object_shape_of``), so that the stitch and the refinement's
+    solver share one frame."""
+    return object_shape_of(ds)
 
 
 def test_groups(ckpt: dict, ds: Dataset, group_limit: int | None = None) -> tuple[GroupedData, int]:
